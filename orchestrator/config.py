@@ -1,0 +1,195 @@
+"""All configuration, read once from the environment and validated at start (12-factor)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from orchestrator.config_parse import ConfigError, Env
+
+__all__ = ["ConfigError", "Settings"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    event_source: str = "postgres"
+    reconcile_interval: float = 5.0
+    supabase_url: str | None = None
+    supabase_service_role_key: str | None = field(default=None, repr=False)
+    supabase_anon_key: str | None = field(default=None, repr=False)
+    supabase_jwt_secret: str | None = field(default=None, repr=False)
+    auth_check_session: bool = True
+    ring_timeout: int = 45
+    ring_timeout_set: bool = False  # only an explicit variable overwrites the database's value
+    prune_brake_min: int = 50
+    prune_brake_ratio: float = 0.8
+    max_call_seconds: int = 14400
+    max_call_seconds_set: bool = False
+    calls_per_minute_per_caller: int = 10
+    calls_per_minute_set: bool = False
+    caller_name_key: str = "full_name"
+    apns_key_file: str | None = None
+    apns_key_id: str | None = None
+    apns_team_id: str | None = None
+    apns_bundle_id: str | None = None
+    apns_use_sandbox: bool = False
+    apns_endpoint: tuple[str, int] | None = None
+    apns_ca_file: str | None = None
+    fcm_service_account_file: str | None = None
+    fcm_endpoint: str = "https://fcm.googleapis.com"
+    push_dry_run: bool | None = None  # None: dry-run exactly the platforms without credentials
+    agora_app_id: str | None = None
+    agora_app_cert: str | None = field(default=None, repr=False)
+    agora_token_version: str = "007"
+    token_ttl_seconds: int = 300
+    rate_limit_per_user: str = "30/minute"
+    rate_limit_per_ip: str = "120/minute"
+    trusted_proxy_hops: int = 0
+    redis_url: str | None = None
+    host: str = "0.0.0.0"
+    port: int = 8080
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    metrics_port: int = 9100
+    mqtt_url: str | None = None
+    mqtt_topic_prefix: str = "v1"
+    cors_allow_origins: tuple[str, ...] = ()
+    log_format: str = "json"
+    log_level: str = "info"
+    # Ours (not in the public contract): every lease, timeout and backoff is injectable.
+    worker_id: str = ""
+    lease_seconds: float = 5.0
+    push_timeout_seconds: float = 5.0
+    push_max_attempts: int = 5
+    push_retry_base_seconds: float = 0.5
+    push_concurrency: int = 64
+    job_max_attempts: int = 3
+    shutdown_grace_seconds: float = 10.0
+    db_pool_size: int = 8
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = Env(os.environ if environ is None else environ)
+        tty = sys.stderr.isatty()
+        settings = cls(
+            database_url=env.str("DATABASE_URL"),
+            event_source=env.choice("EVENT_SOURCE", "postgres", ("postgres", "supabase")),
+            reconcile_interval=env.float("RECONCILE_INTERVAL_SECONDS", 5, 1, 3600),
+            supabase_url=env.url("SUPABASE_URL", ("https", "http")),
+            supabase_service_role_key=env.str("SUPABASE_SERVICE_ROLE_KEY"),
+            supabase_anon_key=env.str("SUPABASE_ANON_KEY"),
+            supabase_jwt_secret=env.str("SUPABASE_JWT_SECRET"),
+            auth_check_session=bool(env.bool("AUTH_CHECK_SESSION", True)),
+            ring_timeout=env.int("RING_TIMEOUT_SECONDS", 45, 1, 55),
+            ring_timeout_set=env.is_set("RING_TIMEOUT_SECONDS"),
+            prune_brake_min=env.int("PRUNE_BRAKE_MIN", 50, 1, 1_000_000),
+            prune_brake_ratio=env.float("PRUNE_BRAKE_RATIO", 0.8, 0.0, 1.0),
+            max_call_seconds=env.int("MAX_CALL_SECONDS", 14400, 1, 7 * 24 * 3600),
+            max_call_seconds_set=env.is_set("MAX_CALL_SECONDS"),
+            calls_per_minute_per_caller=env.int("CALLS_PER_MINUTE_PER_CALLER", 10, 1, 100_000),
+            calls_per_minute_set=env.is_set("CALLS_PER_MINUTE_PER_CALLER"),
+            caller_name_key=env.str("CALLER_NAME_KEY", "full_name") or "full_name",
+            apns_key_file=env.str("APNS_KEY_FILE"),
+            apns_key_id=env.str("APNS_KEY_ID"),
+            apns_team_id=env.str("APNS_TEAM_ID"),
+            apns_bundle_id=env.str("APNS_BUNDLE_ID"),
+            apns_use_sandbox=bool(env.bool("APNS_USE_SANDBOX", False)),
+            apns_endpoint=env.host_port("APNS_ENDPOINT"),
+            apns_ca_file=env.str("APNS_CA_FILE"),
+            fcm_service_account_file=env.str("FCM_SERVICE_ACCOUNT_FILE"),
+            fcm_endpoint=env.url("FCM_ENDPOINT", ("https", "http"), "https://fcm.googleapis.com")
+            or "https://fcm.googleapis.com",
+            push_dry_run=env.bool("PUSH_DRY_RUN", None),
+            agora_app_id=env.hex32("AGORA_APP_ID"),
+            agora_app_cert=env.hex32("AGORA_APP_CERT"),
+            agora_token_version=env.choice("AGORA_TOKEN_VERSION", "007", ("007", "006")),
+            token_ttl_seconds=env.int("TOKEN_TTL_SECONDS", 300, 60, 3600),
+            rate_limit_per_user=env.rate("RATE_LIMIT_PER_USER", "30/minute"),
+            rate_limit_per_ip=env.rate("RATE_LIMIT_PER_IP", "120/minute"),
+            trusted_proxy_hops=env.int("TRUSTED_PROXY_HOPS", 0, 0, 10),
+            redis_url=env.url("REDIS_URL", ("redis", "rediss", "unix")),
+            host=env.str("HOST", "0.0.0.0") or "0.0.0.0",
+            port=env.int("PORT", 8080, 0, 65535),
+            tls_cert_file=env.str("TLS_CERT_FILE"),
+            tls_key_file=env.str("TLS_KEY_FILE"),
+            metrics_port=env.int("METRICS_PORT", 9100, 0, 65535),
+            mqtt_url=env.url("MQTT_URL", ("mqtt", "mqtts")),
+            mqtt_topic_prefix=(env.str("MQTT_TOPIC_PREFIX", "v1") or "v1").strip("/"),
+            cors_allow_origins=env.csv("CORS_ALLOW_ORIGINS"),
+            log_format=env.choice("LOG_FORMAT", "console" if tty else "json", ("console", "json")),
+            log_level=env.choice(
+                "LOG_LEVEL", "info", ("debug", "info", "warning", "error", "critical")
+            ),
+            worker_id=env.str("WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
+            lease_seconds=env.float("WORKER_LEASE_SECONDS", 5, 0.5, 300),
+            push_timeout_seconds=env.float("PUSH_TIMEOUT_SECONDS", 5, 0.1, 60),
+            push_max_attempts=env.int("PUSH_MAX_ATTEMPTS", 5, 1, 100),
+            push_retry_base_seconds=env.float("PUSH_RETRY_BASE_SECONDS", 0.5, 0.01, 60),
+            push_concurrency=env.int("PUSH_CONCURRENCY", 64, 1, 10_000),
+            job_max_attempts=env.int("JOB_MAX_ATTEMPTS", 3, 1, 100),
+            shutdown_grace_seconds=env.float("SHUTDOWN_GRACE_SECONDS", 10, 0, 600),
+            db_pool_size=env.int("DB_POOL_SIZE", 8, 2, 200),
+        )
+        settings._check_pairs()
+        return settings
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def _check_pairs(self) -> None:
+        if self.event_source == "supabase" and not (
+            self.supabase_url and self.supabase_service_role_key
+        ):
+            raise ConfigError(
+                "EVENT_SOURCE=supabase needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY"
+            )
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ConfigError("TLS_CERT_FILE and TLS_KEY_FILE must be set together")
+        for name, path in (
+            ("APNS_KEY_FILE", self.apns_key_file),
+            ("APNS_CA_FILE", self.apns_ca_file),
+            ("FCM_SERVICE_ACCOUNT_FILE", self.fcm_service_account_file),
+            ("TLS_CERT_FILE", self.tls_cert_file),
+            ("TLS_KEY_FILE", self.tls_key_file),
+        ):
+            if path and not Path(path).is_file():
+                raise ConfigError(f"{name} points to {path!r}, which is not a readable file")
+
+    @property
+    def apns_configured(self) -> bool:
+        return all(
+            (self.apns_key_file, self.apns_key_id, self.apns_team_id, self.apns_bundle_id)
+        )
+
+    @property
+    def fcm_configured(self) -> bool:
+        return self.fcm_service_account_file is not None
+
+    def require_database(self) -> str:
+        if not self.database_url:
+            raise ConfigError("DATABASE_URL is required (a postgresql:// connection string)")
+        return self.database_url
+
+    def require_push_credentials(self) -> None:
+        """`PUSH_DRY_RUN=0` promises real pushes: refuse to start without the credentials."""
+        if self.push_dry_run is False:
+            missing = [
+                name
+                for name, ok in (("APNs (APNS_*)", self.apns_configured),
+                                 ("FCM (FCM_SERVICE_ACCOUNT_FILE)", self.fcm_configured))
+                if not ok
+            ]
+            if missing:
+                raise ConfigError(
+                    "PUSH_DRY_RUN=0 but credentials are missing for " + " and ".join(missing)
+                )
+
+    def require_agora(self) -> tuple[str, str]:
+        if not self.agora_app_id or not self.agora_app_cert:
+            raise ConfigError("AGORA_APP_ID and AGORA_APP_CERT are required by the token server")
+        return self.agora_app_id, self.agora_app_cert
