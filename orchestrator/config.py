@@ -77,63 +77,63 @@ class Settings:
         env = Env(os.environ if environ is None else environ)
         tty = sys.stderr.isatty()
         settings = cls(
-            database_url=env.str("DATABASE_URL"),
+            database_url=env.text("DATABASE_URL"),
             event_source=env.choice("EVENT_SOURCE", "postgres", ("postgres", "supabase")),
-            reconcile_interval=env.float("RECONCILE_INTERVAL_SECONDS", 5, 1, 3600),
+            reconcile_interval=env.number("RECONCILE_INTERVAL_SECONDS", 5, 1, 3600),
             supabase_url=env.url("SUPABASE_URL", ("https", "http")),
-            supabase_service_role_key=env.str("SUPABASE_SERVICE_ROLE_KEY"),
-            supabase_anon_key=env.str("SUPABASE_ANON_KEY"),
-            supabase_jwt_secret=env.str("SUPABASE_JWT_SECRET"),
-            auth_check_session=bool(env.bool("AUTH_CHECK_SESSION", True)),
-            ring_timeout=env.int("RING_TIMEOUT_SECONDS", 45, 1, 55),
+            supabase_service_role_key=env.text("SUPABASE_SERVICE_ROLE_KEY"),
+            supabase_anon_key=env.text("SUPABASE_ANON_KEY"),
+            supabase_jwt_secret=env.text("SUPABASE_JWT_SECRET"),
+            auth_check_session=bool(env.flag("AUTH_CHECK_SESSION", True)),
+            ring_timeout=env.integer("RING_TIMEOUT_SECONDS", 45, 1, 55),
             ring_timeout_set=env.is_set("RING_TIMEOUT_SECONDS"),
-            prune_brake_min=env.int("PRUNE_BRAKE_MIN", 50, 1, 1_000_000),
-            prune_brake_ratio=env.float("PRUNE_BRAKE_RATIO", 0.8, 0.0, 1.0),
-            max_call_seconds=env.int("MAX_CALL_SECONDS", 14400, 1, 7 * 24 * 3600),
+            prune_brake_min=env.integer("PRUNE_BRAKE_MIN", 50, 1, 1_000_000),
+            prune_brake_ratio=env.number("PRUNE_BRAKE_RATIO", 0.8, 0.0, 1.0),
+            max_call_seconds=env.integer("MAX_CALL_SECONDS", 14400, 1, 7 * 24 * 3600),
             max_call_seconds_set=env.is_set("MAX_CALL_SECONDS"),
-            calls_per_minute_per_caller=env.int("CALLS_PER_MINUTE_PER_CALLER", 10, 1, 100_000),
+            calls_per_minute_per_caller=env.integer("CALLS_PER_MINUTE_PER_CALLER", 10, 1, 100_000),
             calls_per_minute_set=env.is_set("CALLS_PER_MINUTE_PER_CALLER"),
-            caller_name_key=env.str("CALLER_NAME_KEY", "full_name") or "full_name",
-            apns_key_file=env.str("APNS_KEY_FILE"),
-            apns_key_id=env.str("APNS_KEY_ID"),
-            apns_team_id=env.str("APNS_TEAM_ID"),
-            apns_bundle_id=env.str("APNS_BUNDLE_ID"),
-            apns_use_sandbox=bool(env.bool("APNS_USE_SANDBOX", False)),
+            caller_name_key=env.text("CALLER_NAME_KEY", "full_name") or "full_name",
+            apns_key_file=env.text("APNS_KEY_FILE"),
+            apns_key_id=env.text("APNS_KEY_ID"),
+            apns_team_id=env.text("APNS_TEAM_ID"),
+            apns_bundle_id=env.text("APNS_BUNDLE_ID"),
+            apns_use_sandbox=bool(env.flag("APNS_USE_SANDBOX", False)),
             apns_endpoint=env.host_port("APNS_ENDPOINT"),
-            apns_ca_file=env.str("APNS_CA_FILE"),
-            fcm_service_account_file=env.str("FCM_SERVICE_ACCOUNT_FILE"),
+            apns_ca_file=env.text("APNS_CA_FILE"),
+            fcm_service_account_file=env.text("FCM_SERVICE_ACCOUNT_FILE"),
             fcm_endpoint=env.url("FCM_ENDPOINT", ("https", "http"), "https://fcm.googleapis.com")
             or "https://fcm.googleapis.com",
-            push_dry_run=env.bool("PUSH_DRY_RUN", None),
+            push_dry_run=env.flag("PUSH_DRY_RUN", None),
             agora_app_id=env.hex32("AGORA_APP_ID"),
             agora_app_cert=env.hex32("AGORA_APP_CERT"),
             agora_token_version=env.choice("AGORA_TOKEN_VERSION", "007", ("007", "006")),
-            token_ttl_seconds=env.int("TOKEN_TTL_SECONDS", 300, 60, 3600),
+            token_ttl_seconds=env.integer("TOKEN_TTL_SECONDS", 300, 60, 3600),
             rate_limit_per_user=env.rate("RATE_LIMIT_PER_USER", "30/minute"),
             rate_limit_per_ip=env.rate("RATE_LIMIT_PER_IP", "120/minute"),
-            trusted_proxy_hops=env.int("TRUSTED_PROXY_HOPS", 0, 0, 10),
+            trusted_proxy_hops=env.integer("TRUSTED_PROXY_HOPS", 0, 0, 10),
             redis_url=env.url("REDIS_URL", ("redis", "rediss", "unix")),
-            host=env.str("HOST", "0.0.0.0") or "0.0.0.0",
-            port=env.int("PORT", 8080, 0, 65535),
-            tls_cert_file=env.str("TLS_CERT_FILE"),
-            tls_key_file=env.str("TLS_KEY_FILE"),
-            metrics_port=env.int("METRICS_PORT", 9100, 0, 65535),
+            host=env.text("HOST", "0.0.0.0") or "0.0.0.0",
+            port=env.integer("PORT", 8080, 0, 65535),
+            tls_cert_file=env.text("TLS_CERT_FILE"),
+            tls_key_file=env.text("TLS_KEY_FILE"),
+            metrics_port=env.integer("METRICS_PORT", 9100, 0, 65535),
             mqtt_url=env.url("MQTT_URL", ("mqtt", "mqtts")),
-            mqtt_topic_prefix=(env.str("MQTT_TOPIC_PREFIX", "v1") or "v1").strip("/"),
+            mqtt_topic_prefix=(env.text("MQTT_TOPIC_PREFIX", "v1") or "v1").strip("/"),
             cors_allow_origins=env.csv("CORS_ALLOW_ORIGINS"),
             log_format=env.choice("LOG_FORMAT", "console" if tty else "json", ("console", "json")),
             log_level=env.choice(
                 "LOG_LEVEL", "info", ("debug", "info", "warning", "error", "critical")
             ),
-            worker_id=env.str("WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
-            lease_seconds=env.float("WORKER_LEASE_SECONDS", 5, 0.5, 300),
-            push_timeout_seconds=env.float("PUSH_TIMEOUT_SECONDS", 5, 0.1, 60),
-            push_max_attempts=env.int("PUSH_MAX_ATTEMPTS", 5, 1, 100),
-            push_retry_base_seconds=env.float("PUSH_RETRY_BASE_SECONDS", 0.5, 0.01, 60),
-            push_concurrency=env.int("PUSH_CONCURRENCY", 64, 1, 10_000),
-            job_max_attempts=env.int("JOB_MAX_ATTEMPTS", 3, 1, 100),
-            shutdown_grace_seconds=env.float("SHUTDOWN_GRACE_SECONDS", 10, 0, 600),
-            db_pool_size=env.int("DB_POOL_SIZE", 8, 2, 200),
+            worker_id=env.text("WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
+            lease_seconds=env.number("WORKER_LEASE_SECONDS", 5, 0.5, 300),
+            push_timeout_seconds=env.number("PUSH_TIMEOUT_SECONDS", 5, 0.1, 60),
+            push_max_attempts=env.integer("PUSH_MAX_ATTEMPTS", 5, 1, 100),
+            push_retry_base_seconds=env.number("PUSH_RETRY_BASE_SECONDS", 0.5, 0.01, 60),
+            push_concurrency=env.integer("PUSH_CONCURRENCY", 64, 1, 10_000),
+            job_max_attempts=env.integer("JOB_MAX_ATTEMPTS", 3, 1, 100),
+            shutdown_grace_seconds=env.number("SHUTDOWN_GRACE_SECONDS", 10, 0, 600),
+            db_pool_size=env.integer("DB_POOL_SIZE", 8, 2, 200),
         )
         settings._check_pairs()
         return settings
@@ -162,9 +162,7 @@ class Settings:
 
     @property
     def apns_configured(self) -> bool:
-        return all(
-            (self.apns_key_file, self.apns_key_id, self.apns_team_id, self.apns_bundle_id)
-        )
+        return all((self.apns_key_file, self.apns_key_id, self.apns_team_id, self.apns_bundle_id))
 
     @property
     def fcm_configured(self) -> bool:
@@ -180,8 +178,10 @@ class Settings:
         if self.push_dry_run is False:
             missing = [
                 name
-                for name, ok in (("APNs (APNS_*)", self.apns_configured),
-                                 ("FCM (FCM_SERVICE_ACCOUNT_FILE)", self.fcm_configured))
+                for name, ok in (
+                    ("APNs (APNS_*)", self.apns_configured),
+                    ("FCM (FCM_SERVICE_ACCOUNT_FILE)", self.fcm_configured),
+                )
                 if not ok
             ]
             if missing:

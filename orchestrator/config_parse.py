@@ -22,17 +22,17 @@ class Env:
     def __init__(self, source: Mapping[str, str]) -> None:
         self._source = source
 
-    def str(self, name: str, default: str | None = None) -> str | None:
+    def text(self, name: str, default: str | None = None) -> str | None:
         value = self._source.get(name)
         if value is None or value.strip() == "":
             return default
         return value.strip()
 
     def is_set(self, name: str) -> bool:
-        return self.str(name) is not None
+        return self.text(name) is not None
 
-    def int(self, name: str, default: int, low: int, high: int) -> int:
-        raw = self.str(name)
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self.text(name)
         if raw is None:
             return default
         try:
@@ -43,8 +43,8 @@ class Env:
             raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
         return value
 
-    def float(self, name: str, default: float, low: float, high: float) -> float:
-        raw = self.str(name)
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        raw = self.text(name)
         if raw is None:
             return default
         try:
@@ -55,8 +55,8 @@ class Env:
             raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
         return value
 
-    def bool(self, name: str, default: bool | None) -> bool | None:
-        raw = self.str(name)
+    def flag(self, name: str, default: bool | None) -> bool | None:
+        raw = self.text(name)
         if raw is None:
             return default
         if raw.lower() in TRUE:
@@ -66,39 +66,37 @@ class Env:
         raise ConfigError(f"{name} must be 1/0 (or true/false), got {raw!r}")
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
-        raw = self.str(name, default)
+        raw = self.text(name, default)
         assert raw is not None
         if raw.lower() not in choices:
             raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
         return raw.lower()
 
     def hex32(self, name: str) -> str | None:
-        raw = self.str(name)
+        raw = self.text(name)
         if raw is not None and not HEX32.match(raw):
             # Never echo the value: it may be the Agora certificate.
             raise ConfigError(f"{name} must be exactly 32 hexadecimal characters")
         return raw
 
     def rate(self, name: str, default: str) -> str:
-        raw = self.str(name, default)
+        raw = self.text(name, default)
         assert raw is not None
         if not RATE.match(raw):
             raise ConfigError(f"{name} must look like '30/minute' (second|minute|hour|day)")
         return raw
 
     def url(self, name: str, schemes: tuple[str, ...], default: str | None = None) -> str | None:
-        raw = self.str(name, default)
+        raw = self.text(name, default)
         if raw is None:
             return None
         parts = urlsplit(raw)
         if parts.scheme not in schemes or not parts.hostname:
-            raise ConfigError(
-                f"{name} must be a URL with scheme {'/'.join(schemes)} and a host"
-            )
+            raise ConfigError(f"{name} must be a URL with scheme {'/'.join(schemes)} and a host")
         return raw.rstrip("/")
 
     def host_port(self, name: str) -> tuple[str, int] | None:
-        raw = self.str(name)
+        raw = self.text(name)
         if raw is None:
             return None
         host, sep, port = raw.rpartition(":")
@@ -107,7 +105,7 @@ class Env:
         return host.strip("[]"), int(port)
 
     def csv(self, name: str) -> tuple[str, ...]:
-        raw = self.str(name, "") or ""
+        raw = self.text(name, "") or ""
         items = tuple(item.strip() for item in raw.split(",") if item.strip())
         if "*" in items:
             raise ConfigError(f"{name} must list origins explicitly; '*' is not allowed")

@@ -14,9 +14,24 @@ import structlog
 # Keys whose values are secrets or device identifiers: never logged, whatever the caller passes.
 SECRET_KEYS = frozenset(
     {
-        "token", "voip_token", "device_token", "authorization", "jwt", "access_token",
-        "agora_token", "app_cert", "agora_app_cert", "certificate", "password", "secret",
-        "apikey", "api_key", "service_role_key", "private_key", "key_pem", "bearer",
+        "token",
+        "voip_token",
+        "device_token",
+        "authorization",
+        "jwt",
+        "access_token",
+        "agora_token",
+        "app_cert",
+        "agora_app_cert",
+        "certificate",
+        "password",
+        "secret",
+        "apikey",
+        "api_key",
+        "service_role_key",
+        "private_key",
+        "key_pem",
+        "bearer",
     }
 )
 # Values that look like secrets even under an innocent key: JWTs and Agora tokens.

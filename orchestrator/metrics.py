@@ -12,40 +12,56 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.calls_ended = Counter(
-            "orchestrator_calls_ended_total", "Calls ended, by end reason", ["end_reason"],
+            "orchestrator_calls_ended_total",
+            "Calls ended, by end reason",
+            ["end_reason"],
             registry=r,
         )
         self.time_to_ring = Histogram(
             "orchestrator_time_to_ring_seconds",
             "Ring accepted by the provider minus calls.created_at (database clock)",
-            buckets=LATENCY_BUCKETS, registry=r,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.pushes = Counter(
-            "orchestrator_pushes_total", "Push attempts by provider, kind and outcome",
-            ["provider", "kind", "outcome"], registry=r,
+            "orchestrator_pushes_total",
+            "Push attempts by provider, kind and outcome",
+            ["provider", "kind", "outcome"],
+            registry=r,
         )
         self.push_latency = Histogram(
-            "orchestrator_push_provider_latency_seconds", "Provider request latency",
-            ["provider"], buckets=LATENCY_BUCKETS, registry=r,
+            "orchestrator_push_provider_latency_seconds",
+            "Provider request latency",
+            ["provider"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.push_retries = Counter(
             "orchestrator_push_retries_total", "Push retries scheduled", ["provider"], registry=r
         )
         self.devices_pruned = Counter(
-            "orchestrator_devices_pruned_total", "Devices disabled after a permanent error",
-            ["provider"], registry=r,
+            "orchestrator_devices_pruned_total",
+            "Devices disabled after a permanent error",
+            ["provider"],
+            registry=r,
         )
         self.prune_brake = Gauge(
-            "orchestrator_prune_brake_engaged", "1 while pruning is braked for a provider",
-            ["provider"], registry=r,
+            "orchestrator_prune_brake_engaged",
+            "1 while pruning is braked for a provider",
+            ["provider"],
+            registry=r,
         )
         self.timer_lateness = Histogram(
-            "orchestrator_timer_lateness_seconds", "Timer outcome time minus its deadline",
-            buckets=LATENCY_BUCKETS, registry=r,
+            "orchestrator_timer_lateness_seconds",
+            "Timer outcome time minus its deadline",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.transitions = Counter(
-            "orchestrator_transitions_total", "Transitions written by the worker",
-            ["to_status", "end_reason"], registry=r,
+            "orchestrator_transitions_total",
+            "Transitions written by the worker",
+            ["to_status", "end_reason"],
+            registry=r,
         )
         self.jobs = Counter(
             "orchestrator_jobs_total", "Jobs processed", ["kind", "outcome"], registry=r
@@ -60,11 +76,14 @@ class Metrics:
             "orchestrator_wakeups_total", "Wake-ups received", ["source"], registry=r
         )
         self.reconnects = Counter(
-            "orchestrator_reconnects_total", "Reconnects of a dependency", ["dependency"],
+            "orchestrator_reconnects_total",
+            "Reconnects of a dependency",
+            ["dependency"],
             registry=r,
         )
         self.realtime_events = Counter(
-            "orchestrator_realtime_events_total", "Realtime postgres_changes received",
+            "orchestrator_realtime_events_total",
+            "Realtime postgres_changes received",
             registry=r,
         )
         self.reconciles = Counter(
@@ -74,19 +93,24 @@ class Metrics:
             "orchestrator_realtime_rebuilds_total", "Realtime client rebuilds", registry=r
         )
         self.realtime_lag = Histogram(
-            "orchestrator_realtime_lag_seconds", "Now minus commit_timestamp of an event",
-            buckets=LATENCY_BUCKETS, registry=r,
+            "orchestrator_realtime_lag_seconds",
+            "Now minus commit_timestamp of an event",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.relay_lag = Gauge(
-            "orchestrator_mqtt_relay_lag_seconds", "Age of the oldest unpublished audit event",
+            "orchestrator_mqtt_relay_lag_seconds",
+            "Age of the oldest unpublished audit event",
             registry=r,
         )
         self.tokens = Counter(
             "orchestrator_tokens_total", "Token requests by outcome", ["outcome"], registry=r
         )
         self.token_latency = Histogram(
-            "orchestrator_token_request_seconds", "Token request latency",
-            buckets=LATENCY_BUCKETS, registry=r,
+            "orchestrator_token_request_seconds",
+            "Token request latency",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
 
     def render(self) -> bytes:

@@ -11,7 +11,17 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 from uuid import UUID
 
+from orchestrator.domain.model import EndReason
+from orchestrator.domain.pickup import PickupDecision, PickupFacts
 from orchestrator.domain.push import PushMessage, PushResult
+from orchestrator.domain.work import (
+    ClaimedDelivery,
+    DeliveryOutcome,
+    Ended,
+    Job,
+    PickupResult,
+    RecordResult,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,3 +87,64 @@ class Clock(Protocol):
     def monotonic(self) -> float: ...
 
     async def sleep(self, seconds: float) -> None: ...
+
+
+Decide = Callable[[PickupFacts], PickupDecision]
+
+
+@runtime_checkable
+class CallStore(Protocol):
+    """The durable state: calls, jobs (timers) and push deliveries, on the database clock.
+
+    Every method is idempotent: recovered work runs again after a crash.
+    """
+
+    async def claim_jobs(self, call_id: UUID | None, limit: int) -> list[Job]:
+        """Lease due jobs (all, or one call's) that nobody else holds."""
+        ...
+
+    async def finish_jobs(self, job_ids: list[int]) -> None: ...
+
+    async def retry_job(self, job_id: int, error: str, delay: float) -> None: ...
+
+    async def release(self, job_ids: list[int], delivery_ids: list[int]) -> None:
+        """Give leases back (graceful shutdown) so another worker continues at once."""
+        ...
+
+    async def renew(self, job_ids: list[int], delivery_ids: list[int]) -> None: ...
+
+    async def pickup(self, job: Job, decide: Decide) -> PickupResult:
+        """Decide and apply what happens to a new call, under locks on both users."""
+        ...
+
+    async def expire_rings(self, jobs: list[Job]) -> list[Ended]:
+        """End `missed` the calls whose ring deadline has passed (database clock)."""
+        ...
+
+    async def expire_accepted(self, jobs: list[Job]) -> list[Ended]:
+        """End `max_duration` the accepted calls whose limit has passed."""
+        ...
+
+    async def end_busy_after_accept(self, job: Job) -> list[Ended]:
+        """End `busy` the other ringing calls of the two users of an accepted call."""
+        ...
+
+    async def end_call(
+        self, call_id: UUID, reason: EndReason, detail: dict[str, object]
+    ) -> Ended | None: ...
+
+    async def claim_deliveries(self, call_id: UUID | None, limit: int) -> list[ClaimedDelivery]: ...
+
+    async def record_outcomes(self, outcomes: list[DeliveryOutcome]) -> RecordResult:
+        """Record provider results; end `unreachable` calls whose every ring failed."""
+        ...
+
+    async def seconds_until_due(self) -> float | None:
+        """Seconds until the next job or delivery falls due (database clock), or None."""
+        ...
+
+    async def queue_stats(self) -> tuple[int, float]:
+        """(due items waiting, age in seconds of the oldest)."""
+        ...
+
+    async def ping(self) -> bool: ...

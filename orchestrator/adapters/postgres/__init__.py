@@ -1,0 +1,1 @@
+"""PostgreSQL adapters: migrations, the Supabase emulation, the store and LISTEN/NOTIFY."""

@@ -1,0 +1,90 @@
+"""LISTEN/NOTIFY event source: a wake-up per client change, never the source of truth."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from orchestrator.logs import get_logger
+from orchestrator.metrics import Metrics
+from orchestrator.ports import WakeSink, Wakeup
+
+log = get_logger("orchestrator.listen")
+CHANNEL = "orchestrator_calls"
+
+
+class ListenNotifySource:
+    name = "postgres"
+
+    def __init__(
+        self,
+        dsn: str,
+        metrics: Metrics | None = None,
+        *,
+        channel: str = CHANNEL,
+        keepalive_seconds: float = 5.0,
+        backoff_base: float = 0.2,
+        backoff_max: float = 10.0,
+    ) -> None:
+        self.dsn = dsn
+        self.metrics = metrics
+        self.channel = channel
+        self.keepalive = keepalive_seconds
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self._healthy = False
+
+    @property
+    def healthy(self) -> bool:
+        return self._healthy
+
+    async def run(self, wake: WakeSink) -> None:
+        failures = 0
+        while True:
+            conn: asyncpg.Connection | None = None
+            lost = asyncio.Event()
+            try:
+                conn = await asyncpg.connect(self.dsn, timeout=10)
+                conn.add_termination_listener(lambda _c, ev=lost: ev.set())
+                await conn.add_listener(self.channel, self._callback(wake))
+                self._healthy = True
+                failures = 0
+                log.info("listen_subscribed", channel=self.channel)
+                # LISTEN first, then scan: notifications sent while we were away are lost.
+                wake(Wakeup(None))
+                await self._watch(conn, lost)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                log.warning("listen_lost", error=type(exc).__name__)
+            finally:
+                self._healthy = False
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(conn.close(), 2)
+            failures += 1
+            if self.metrics is not None:
+                self.metrics.reconnects.labels("listen").inc()
+            delay = min(self.backoff_max, self.backoff_base * 2 ** min(failures, 10))
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+
+    async def _watch(self, conn: asyncpg.Connection, lost: asyncio.Event) -> None:
+        """Return when the connection is gone (closed, or a keepalive query fails)."""
+        while not lost.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lost.wait(), self.keepalive)
+            if lost.is_set():
+                return
+            await asyncio.wait_for(conn.fetchval("select 1"), self.keepalive)
+
+    def _callback(self, wake: WakeSink) -> Any:
+        def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+            try:
+                wake(Wakeup(UUID(payload)))
+            except ValueError:
+                wake(Wakeup(None))  # an unexpected payload still means "something changed"
+
+        return on_notify

@@ -1,0 +1,122 @@
+"""Apply supabase/migrations/*.sql in order, recorded the way the Supabase CLI records them."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from orchestrator.logs import get_logger
+
+log = get_logger(__name__)
+FILENAME = re.compile(r"^(\d{14})_([a-z0-9_]+)\.sql$")
+EMULATION_SQL = Path(__file__).with_name("emulation.sql")
+# Serialises concurrent `migrate` runs (a release phase and a worker start, say).
+MIGRATE_LOCK = 7338
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    name: str
+    path: Path
+
+    @property
+    def sql(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+
+def migrations_dir() -> Path:
+    """The migrations folder: $ORCHESTRATOR_MIGRATIONS_DIR, else the source tree's."""
+    override = os.environ.get("ORCHESTRATOR_MIGRATIONS_DIR")
+    candidates = [Path(override)] if override else []
+    candidates += [
+        Path(__file__).resolve().parents[3] / "supabase" / "migrations",
+        Path.cwd() / "supabase" / "migrations",
+    ]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("supabase/migrations not found; set ORCHESTRATOR_MIGRATIONS_DIR")
+
+
+def discover(folder: Path | None = None) -> list[Migration]:
+    found = []
+    for path in sorted((folder or migrations_dir()).glob("*.sql")):
+        match = FILENAME.match(path.name)
+        if not match:
+            raise ValueError(f"{path.name}: migration files are named <yyyymmddhhmmss>_<name>.sql")
+        found.append(Migration(match.group(1), match.group(2), path))
+    return found
+
+
+async def emulate_supabase(conn: asyncpg.Connection) -> None:
+    """Create Supabase's roles, `auth` schema and publication on a plain PostgreSQL."""
+    await conn.execute(EMULATION_SQL.read_text(encoding="utf-8"))
+
+
+async def applied_versions(conn: asyncpg.Connection) -> set[str]:
+    exists = await conn.fetchval("select to_regclass('supabase_migrations.schema_migrations')")
+    if exists is None:
+        return set()
+    rows = await conn.fetch("select version from supabase_migrations.schema_migrations")
+    return {row["version"] for row in rows}
+
+
+async def migrate(
+    conn: asyncpg.Connection, *, folder: Path | None = None, upto: str | None = None
+) -> list[str]:
+    """Apply every migration not yet recorded (each in its own transaction); returns them."""
+    await conn.execute("select pg_advisory_lock($1)", MIGRATE_LOCK)
+    try:
+        await conn.execute(
+            """
+            create schema if not exists supabase_migrations;
+            create table if not exists supabase_migrations.schema_migrations (
+              version text primary key, statements text[], name text
+            );
+            """
+        )
+        done = await applied_versions(conn)
+        applied = []
+        for migration in discover(folder):
+            if migration.version in done or (upto is not None and migration.version > upto):
+                continue
+            async with conn.transaction():
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "insert into supabase_migrations.schema_migrations (version, statements, name)"
+                    " values ($1, $2, $3)",
+                    migration.version,
+                    [migration.sql],
+                    migration.name,
+                )
+            log.info("migration_applied", version=migration.version, name=migration.name)
+            applied.append(migration.version)
+        return applied
+    finally:
+        await conn.execute("select pg_advisory_unlock($1)", MIGRATE_LOCK)
+
+
+async def apply_runtime_settings(
+    conn: asyncpg.Connection,
+    *,
+    ring_timeout: int | None,
+    max_call_seconds: int | None,
+    calls_per_minute: int | None,
+) -> None:
+    """Overwrite the database's timers/limits with the variables that are explicitly set."""
+    await conn.execute(
+        """
+        update orchestrator.settings set
+          ring_timeout_seconds = coalesce($1, ring_timeout_seconds),
+          max_call_seconds = coalesce($2, max_call_seconds),
+          calls_per_minute_per_caller = coalesce($3, calls_per_minute_per_caller)
+        """,
+        ring_timeout,
+        max_call_seconds,
+        calls_per_minute,
+    )

@@ -1,0 +1,25 @@
+"""The asyncpg pool every process uses."""
+
+from __future__ import annotations
+
+import asyncpg
+
+
+async def _no_reset(_: asyncpg.Connection) -> None:
+    """Skip asyncpg's reset query (30–50 % of a short transaction's cost).
+
+    Safe because pooled connections keep no session state: every setting the store makes is
+    transaction-local (set_config(..., true)) and LISTEN runs on its own connection.
+    """
+
+
+async def create_pool(dsn: str, *, size: int = 8, name: str = "orchestrator") -> asyncpg.Pool:
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        dsn,
+        min_size=1,
+        max_size=size,
+        reset=_no_reset,
+        command_timeout=30,
+        server_settings={"application_name": name},
+    )
+    return pool

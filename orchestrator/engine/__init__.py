@@ -1,0 +1,1 @@
+"""The worker's core: wake-ups, durable timers, pickups and push delivery, via ports only."""

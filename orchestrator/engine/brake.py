@@ -1,0 +1,21 @@
+"""The engine's view of the pruning brake (the policy lives in orchestrator.domain.brake)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Brake(Protocol):
+    def record(self, provider: str, prune_candidate: bool, now: float) -> None: ...
+
+    def allows_prune(self, provider: str, now: float) -> bool: ...
+
+
+class NoBrake:
+    """Always prunes (unit tests that are not about the brake)."""
+
+    def record(self, provider: str, prune_candidate: bool, now: float) -> None:
+        return None
+
+    def allows_prune(self, provider: str, now: float) -> bool:
+        return True

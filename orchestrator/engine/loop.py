@@ -1,0 +1,199 @@
+"""The worker loop: wake-ups and timers drive sweeps of due work; leases are renewed;
+SIGTERM stops claiming, finishes what is in flight and gives back what is not."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from uuid import UUID
+
+from orchestrator.domain.model import Platform
+from orchestrator.domain.work import Ended
+from orchestrator.engine.brake import Brake, NoBrake
+from orchestrator.engine.deliveries import Sender
+from orchestrator.engine.jobs import JobRunner, PickupHook
+from orchestrator.engine.settings import EngineSettings
+from orchestrator.logs import get_logger
+from orchestrator.metrics import Metrics
+from orchestrator.ports import CallStore, Clock, EventSource, PushProvider, Wakeup
+
+log = get_logger("orchestrator.worker")
+
+
+class Engine:
+    def __init__(
+        self,
+        store: CallStore,
+        providers: Mapping[Platform, PushProvider],
+        settings: EngineSettings,
+        metrics: Metrics,
+        clock: Clock,
+        *,
+        brake: Brake | None = None,
+        pickup_hook: PickupHook | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.metrics = metrics
+        self.clock = clock
+        self.inflight_jobs: set[int] = set()
+        self.inflight_deliveries: set[int] = set()
+        self.sender = Sender(
+            store,
+            providers,
+            settings,
+            metrics,
+            clock,
+            brake or NoBrake(),
+            self._ended,
+            self.inflight_deliveries,
+        )
+        self.jobs = JobRunner(store, settings, metrics, clock, self._ended, pickup_hook)
+        self._targets: set[UUID] = set()
+        self._rescan = True  # the first sweep looks at everything: resume every timer
+        self._kick = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self.source_name = "none"
+
+    def wake(self, wakeup: Wakeup) -> None:
+        """The event source's sink: synchronous, never raises."""
+        if wakeup.call_id is None:
+            self._rescan = True
+        else:
+            self._targets.add(wakeup.call_id)
+        self.metrics.wakeups.labels(self.source_name).inc()
+        self._kick.set()
+
+    async def run(self, stop: asyncio.Event, source: EventSource | None = None) -> None:
+        helpers = [asyncio.create_task(self._renew_leases(), name="lease-renewal")]
+        if source is not None:
+            self.source_name = source.name
+            helpers.append(asyncio.create_task(source.run(self.wake), name="event-source"))
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            await self._loop(stop, stopper)
+        finally:
+            await self._drain()
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            stopper.cancel()
+
+    async def _loop(self, stop: asyncio.Event, stopper: asyncio.Task[bool]) -> None:
+        last_stats = -1e9
+        while not stop.is_set():
+            self._kick.clear()
+            rescan, targets = self._rescan, self._targets
+            self._rescan, self._targets = False, set()
+            found = 0
+            try:
+                if rescan:
+                    found = await self._sweep_all()
+                for call_id in targets:
+                    await self._spawn(call_id)
+                if self.clock.monotonic() - last_stats > self.settings.stats_interval:
+                    last_stats = self.clock.monotonic()
+                    depth, age = await self.store.queue_stats()
+                    self.metrics.queue_depth.set(depth)
+                    self.metrics.queue_age.set(age)
+                due = await self.store.seconds_until_due()
+            except Exception as exc:  # the database is away: keep trying, lose nothing
+                log.warning("sweep_failed", error=type(exc).__name__, detail=str(exc)[:200])
+                due, found = self.settings.reconcile_interval / 5, 0
+            timeout = self.settings.reconcile_interval if due is None else due
+            timeout = min(
+                max(timeout, 0.0 if found else self.settings.idle_floor_seconds),
+                self.settings.reconcile_interval,
+            )
+            if timeout > 0 and not self._kick.is_set():
+                kicked = asyncio.create_task(self._kick.wait())
+                await asyncio.wait(
+                    {kicked, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                kicked.cancel()
+            if not self._kick.is_set() or timeout <= 0:
+                self._rescan = True  # a timer fell due, or the backstop interval passed
+
+    async def _spawn(self, call_id: UUID | None) -> None:
+        await self._slots.acquire()
+        task = asyncio.create_task(self._sweep_guarded(call_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _sweep_guarded(self, call_id: UUID | None) -> None:
+        try:
+            await self.sweep(call_id)
+        except Exception as exc:
+            log.warning("sweep_failed", call_id=str(call_id), error=type(exc).__name__)
+        finally:
+            self._slots.release()
+
+    async def _sweep_all(self) -> int:
+        """Claim and run everything due, batch after batch (bounded)."""
+        self.metrics.reconciles.labels("scan").inc()
+        total = 0
+        for _ in range(50):
+            found = await self.sweep(None)
+            total += found
+            if found < self.settings.batch_size:
+                break
+        return total
+
+    async def sweep(self, call_id: UUID | None) -> int:
+        """Run the due jobs, then send the due deliveries, of one call or of all."""
+        jobs = await self.store.claim_jobs(call_id, self.settings.batch_size)
+        self.inflight_jobs.update(j.id for j in jobs)
+        try:
+            rings, touched = await self.jobs.run(jobs)
+        finally:
+            self.inflight_jobs.difference_update(j.id for j in jobs)
+        await self.sender.send_all(rings)
+        deliveries = await self.store.claim_deliveries(call_id, self.settings.batch_size)
+        follow_up = await self.sender.send_all(deliveries)
+        # The trigger created stop/missed pushes for the calls we just changed: send them now.
+        for changed in (touched | {e.call_id for e in follow_up}) - {call_id}:
+            await self.sender.send_all(
+                await self.store.claim_deliveries(changed, self.settings.batch_size)
+            )
+        return len(jobs) + len(deliveries)
+
+    def _ended(self, ended: list[Ended]) -> None:
+        for item in ended:
+            self.metrics.calls_ended.labels(item.end_reason.value).inc()
+            self.metrics.transitions.labels("ended", item.end_reason.value).inc()
+            log.info(
+                "call_transition",
+                call_id=str(item.call_id),
+                **{"from": item.from_status},
+                to="ended",
+                end_reason=item.end_reason.value,
+                actor="system",
+                lateness_ms=None if item.lateness is None else round(item.lateness * 1e3, 1),
+            )
+
+    async def _renew_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.lease_seconds / 3)
+            try:
+                await self.store.renew(list(self.inflight_jobs), list(self.inflight_deliveries))
+            except Exception as exc:
+                log.warning("lease_renewal_failed", error=type(exc).__name__)
+
+    async def _drain(self) -> None:
+        """Finish in-flight sweeps within the grace period; give back the rest's leases."""
+        if self._tasks:
+            _, pending = await asyncio.wait(
+                set(self._tasks), timeout=self.settings.shutdown_grace_seconds
+            )
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.store.release(list(self.inflight_jobs), list(self.inflight_deliveries))
+        log.info(
+            "worker_drained",
+            released_jobs=len(self.inflight_jobs),
+            released_deliveries=len(self.inflight_deliveries),
+        )

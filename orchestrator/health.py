@@ -1,0 +1,49 @@
+"""The worker's `/healthz`, `/readyz` and `/metrics` on METRICS_PORT."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from orchestrator.logs import get_logger
+from orchestrator.metrics import Metrics
+
+log = get_logger("orchestrator.health")
+ReadyCheck = Callable[[], Awaitable[dict[str, bool]]]
+
+
+def build_health_app(metrics: Metrics, ready: ReadyCheck) -> web.Application:
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        checks = await ready()
+        ok = all(checks.values())
+        return web.json_response(
+            {"status": "ready" if ok else "unavailable", "checks": checks},
+            status=200 if ok else 503,
+        )
+
+    async def metrics_page(_: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_page)
+    return app
+
+
+async def start_health_server(
+    metrics: Metrics, ready: ReadyCheck, host: str, port: int
+) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(build_health_app(metrics, ready), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = [a[1] for a in runner.addresses if isinstance(a, tuple)]
+    actual = bound[0] if bound else port
+    log.info("metrics_listening", port=actual)
+    return runner, actual

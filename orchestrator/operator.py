@@ -1,0 +1,172 @@
+"""Operator tools: `call show|end|redrive` and `prune`. Every action is audited."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from orchestrator.config import ConfigError, Settings
+from orchestrator.domain.model import Actor, EndReason, Status
+from orchestrator.domain.transitions import reasons_for
+
+PRUNE_BATCH = 1000
+
+
+def operator_name() -> str:
+    return os.environ.get("ORCHESTRATOR_OPERATOR") or getpass.getuser()
+
+
+def _uuid(raw: str) -> UUID:
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise ConfigError(f"{raw!r} is not a call id (a UUID)") from None
+
+
+async def _audit(conn: asyncpg.Connection, call_id: UUID, detail: dict[str, Any]) -> None:
+    await conn.execute(
+        "insert into public.call_audit (call_id, actor, event, detail)"
+        " values ($1, 'operator', 'operator_action', $2::jsonb)",
+        call_id,
+        json.dumps({"operator": operator_name(), **detail}),
+    )
+
+
+async def show(conn: asyncpg.Connection, call_id: UUID) -> int:
+    call = await conn.fetchrow("select * from public.calls where id = $1", call_id)
+    if call is None:
+        print(f"call {call_id} not found")
+        return 1
+    print(
+        f"call {call_id}: {call['status']}"
+        + (f"/{call['end_reason']}" if call["end_reason"] else "")
+        + f"  caller={call['caller_id']} callee={call['callee_id']} version={call['version']}"
+    )
+    print(f"  created {call['created_at']}  ring deadline {call['ring_deadline']}")
+    print("timeline:")
+    for row in await conn.fetch(
+        "select occurred_at, actor, event, from_status, to_status, end_reason, detail"
+        " from public.call_audit where call_id = $1 order by id",
+        call_id,
+    ):
+        move = f"{row['from_status'] or '-'} -> {row['to_status']}" if row["to_status"] else ""
+        print(
+            f"  {row['occurred_at']}  {row['actor']:<8} {row['event']:<15} {move} "
+            f"{row['end_reason'] or ''} {row['detail']}"
+        )
+    print("deliveries:")
+    for row in await conn.fetch(
+        "select id, kind, provider, status, attempts, last_error, sent_at, acked_at"
+        " from public.push_deliveries where call_id = $1 order by id",
+        call_id,
+    ):
+        print(
+            f"  #{row['id']} {row['kind']:<6} {row['provider']:<4} {row['status']:<7} "
+            f"attempts={row['attempts']} error={row['last_error'] or '-'} "
+            f"sent={row['sent_at'] or '-'} acked={row['acked_at'] or '-'}"
+        )
+    return 0
+
+
+async def end(conn: asyncpg.Connection, call_id: UUID, reason: str) -> int:
+    async with conn.transaction():
+        status = await conn.fetchval(
+            "select status from public.calls where id = $1 for update", call_id
+        )
+        if status is None:
+            print(f"call {call_id} not found")
+            return 1
+        allowed = sorted(r.value for r in reasons_for(Actor.OPERATOR, Status(status)))
+        if reason not in allowed:
+            print(f"an operator may end a {status} call with: {', '.join(allowed) or 'nothing'}")
+            return 2
+        await conn.execute("select set_config('orchestrator.operator', $1, true)", operator_name())
+        await conn.execute(
+            "update public.calls set status = 'ended', end_reason = $2 where id = $1",
+            call_id,
+            EndReason(reason).value,
+        )
+        await _audit(conn, call_id, {"action": "end", "end_reason": reason})
+    # After the commit: wake the workers so stop/missed pushes go out now.
+    await conn.execute("select pg_notify('orchestrator_calls', $1)", str(call_id))
+    print(f"call {call_id} ended: {reason}")
+    return 0
+
+
+async def redrive(conn: asyncpg.Connection, call_id: UUID) -> int:
+    async with conn.transaction():
+        rows = await conn.fetch(
+            """
+            update public.push_deliveries d
+            set status = 'pending', last_error = null, next_attempt_at = now(),
+                locked_until = null, locked_by = null
+            from public.calls c
+            where d.call_id = $1 and c.id = d.call_id and d.status = 'failed'
+              and d.expires_at > now()
+              and (d.kind <> 'ring' or c.status = 'ringing')
+              and not exists (select 1 from public.push_devices v
+                              where v.id = d.device_id and v.disabled_at is not null)
+            returning d.id
+            """,
+            call_id,
+        )
+        ids = [r["id"] for r in rows]
+        await _audit(conn, call_id, {"action": "redrive", "deliveries": ids})
+    await conn.execute("select pg_notify('orchestrator_calls', $1)", str(call_id))
+    print(f"call {call_id}: {len(ids)} deliver{'y' if len(ids) == 1 else 'ies'} redriven")
+    return 0
+
+
+async def run_call_command(args: argparse.Namespace, settings: Settings) -> int:
+    call_id = _uuid(args.id)
+    conn = await asyncpg.connect(settings.require_database())
+    try:
+        if args.call_command == "show":
+            return await show(conn, call_id)
+        if args.call_command == "end":
+            return await end(conn, call_id, args.reason)
+        return await redrive(conn, call_id)
+    finally:
+        await conn.close()
+
+
+async def prune_older_than(conn: asyncpg.Connection, days: int) -> int:
+    """Delete ended calls older than `days` with their audit and deliveries, in batches."""
+    total = 0
+    while True:
+        async with conn.transaction():
+            await conn.execute("select set_config('orchestrator.prune', 'on', true)")
+            ids = [
+                r["id"]
+                for r in await conn.fetch(
+                    "select id from public.calls where status = 'ended'"
+                    " and ended_at < now() - make_interval(days => $1)"
+                    " order by ended_at limit $2 for update skip locked",
+                    days,
+                    PRUNE_BATCH,
+                )
+            ]
+            if not ids:
+                return total
+            await conn.execute("delete from public.call_audit where call_id = any($1)", ids)
+            await conn.execute("delete from public.push_deliveries where call_id = any($1)", ids)
+            await conn.execute("delete from public.calls where id = any($1)", ids)
+            total += len(ids)
+
+
+async def prune(settings: Settings, days: int) -> int:
+    if days < 0:
+        raise ConfigError("--older-than must be 0 or more days")
+    conn = await asyncpg.connect(settings.require_database())
+    try:
+        total = await prune_older_than(conn, days)
+    finally:
+        await conn.close()
+    print(f"pruned {total} ended call(s) older than {days} day(s)")
+    return 0

@@ -1,0 +1,159 @@
+"""`orchestrator worker`: wiring only. Builds the adapters, runs the engine until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from orchestrator.adapters.memory import SystemClock
+from orchestrator.adapters.postgres.listen_source import ListenNotifySource
+from orchestrator.adapters.postgres.migrate import apply_runtime_settings
+from orchestrator.adapters.postgres.pool import create_pool
+from orchestrator.adapters.postgres.store import PostgresStore
+from orchestrator.adapters.push_router import build_providers
+from orchestrator.config import Settings
+from orchestrator.domain.brake import PruneBrake
+from orchestrator.domain.model import Platform
+from orchestrator.engine.jobs import PickupHook
+from orchestrator.engine.loop import Engine
+from orchestrator.engine.settings import EngineSettings
+from orchestrator.health import start_health_server
+from orchestrator.logs import get_logger
+from orchestrator.metrics import Metrics
+from orchestrator.ports import EventSource, PushProvider
+
+log = get_logger("orchestrator.worker")
+RING_TIMEOUT_WARNING_BELOW = 15
+
+
+@dataclass
+class WorkerHooks:
+    """Test and demo seams: injected providers, a fault before pickups, the bound port."""
+
+    providers: Mapping[Platform, PushProvider] | None = None
+    pickup_hook: PickupHook | None = None
+    metrics: Metrics | None = None
+    metrics_port: int | None = None  # filled in once the health server listens
+    started: asyncio.Event = field(default_factory=asyncio.Event)  # set once subscribed
+
+
+def engine_settings(settings: Settings) -> EngineSettings:
+    return EngineSettings(
+        worker_id=settings.worker_id,
+        lease_seconds=settings.lease_seconds,
+        reconcile_interval=settings.reconcile_interval,
+        concurrency=max(2, settings.db_pool_size * 2),
+        push_concurrency=settings.push_concurrency,
+        push_timeout_seconds=settings.push_timeout_seconds,
+        push_max_attempts=settings.push_max_attempts,
+        push_retry_base_seconds=settings.push_retry_base_seconds,
+        job_max_attempts=settings.job_max_attempts,
+        shutdown_grace_seconds=settings.shutdown_grace_seconds,
+    )
+
+
+def build_source(settings: Settings, dsn: str, metrics: Metrics) -> EventSource:
+    if settings.event_source == "supabase":
+        from orchestrator.adapters.realtime_source import RealtimeEventSource
+
+        return RealtimeEventSource(settings, metrics)
+    return ListenNotifySource(dsn, metrics)
+
+
+async def _apply_settings_when_reachable(settings: Settings, dsn: str, stop: asyncio.Event) -> None:
+    """Overwrite the database's timers from the environment, retrying while it is down."""
+    delay = 0.2
+    while not stop.is_set():
+        try:
+            pool = await create_pool(dsn, size=1, name="orchestrator-start")
+            try:
+                async with pool.acquire() as conn:
+                    await apply_runtime_settings(
+                        conn,
+                        ring_timeout=settings.ring_timeout if settings.ring_timeout_set else None,
+                        max_call_seconds=settings.max_call_seconds
+                        if settings.max_call_seconds_set
+                        else None,
+                        calls_per_minute=settings.calls_per_minute_per_caller
+                        if settings.calls_per_minute_set
+                        else None,
+                    )
+            finally:
+                await pool.close()
+            return
+        except (OSError, ConnectionError) as exc:
+            log.warning("database_unavailable", error=type(exc).__name__, retry_in=delay)
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, 10)
+
+
+async def _announce_when_subscribed(source: EventSource, started: asyncio.Event) -> None:
+    while not source.healthy:
+        await asyncio.sleep(0.01)
+    started.set()
+
+
+async def run_worker(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    serve: bool = False,
+    hooks: WorkerHooks | None = None,
+) -> None:
+    hooks = hooks or WorkerHooks()
+    dsn = settings.require_database()
+    if settings.ring_timeout < RING_TIMEOUT_WARNING_BELOW:
+        log.warning("ring_timeout_short", ring_timeout_seconds=settings.ring_timeout)
+    metrics = hooks.metrics or Metrics()
+    providers = hooks.providers or build_providers(settings, metrics)
+    await _apply_settings_when_reachable(settings, dsn, stop)
+    pool = await create_pool(dsn, size=settings.db_pool_size, name="orchestrator-worker")
+    store = PostgresStore(
+        pool,
+        worker_id=settings.worker_id,
+        lease_seconds=settings.lease_seconds,
+        caller_name_key=settings.caller_name_key,
+    )
+    source = build_source(settings, dsn, metrics)
+    brake = PruneBrake(settings.prune_brake_min, settings.prune_brake_ratio)
+    engine = Engine(
+        store,
+        providers,
+        engine_settings(settings),
+        metrics,
+        SystemClock(),
+        brake=brake,
+        pickup_hook=hooks.pickup_hook,
+    )
+
+    async def ready() -> dict[str, bool]:
+        return {"database": await store.ping(), "event_source": source.healthy}
+
+    runners = []
+    health, hooks.metrics_port = await start_health_server(
+        metrics, ready, settings.host, settings.metrics_port
+    )
+    runners.append(health)
+    if serve:
+        from orchestrator.server import build_app, start_site
+
+        runners.append(await start_site(build_app(settings, pool, metrics), settings))
+    log.info(
+        "worker_started",
+        worker_id=settings.worker_id,
+        event_source=source.name,
+        providers={p.value: prov.name for p, prov in providers.items()},
+    )
+    announcer = asyncio.create_task(_announce_when_subscribed(source, hooks.started))
+    try:
+        await engine.run(stop, source)
+    finally:
+        announcer.cancel()
+        for runner in reversed(runners):
+            await runner.cleanup()
+        for provider in providers.values():
+            await provider.close()
+        await pool.close()
+        log.info("worker_stopped", worker_id=settings.worker_id)
