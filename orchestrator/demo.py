@@ -8,8 +8,8 @@ import json
 import logging
 import os
 import time
-import warnings
 import uuid
+import warnings
 from typing import Any
 
 import asyncpg
@@ -43,7 +43,8 @@ async def _prepare(dsn: str) -> tuple[asyncpg.Connection, dict[str, uuid.UUID]]:
     for index, name in enumerate(NAMES):
         users[name] = await conn.fetchval(
             "insert into auth.users (email, raw_user_meta_data) values ($1, $2::jsonb)"
-            " returning id", f"{name}-{uuid.uuid4().hex[:6]}@demo.test",
+            " returning id",
+            f"{name}-{uuid.uuid4().hex[:6]}@demo.test",
             json.dumps({"full_name": name.capitalize()}),
         )
         if name in WITHOUT_DEVICES:
@@ -51,7 +52,10 @@ async def _prepare(dsn: str) -> tuple[asyncpg.Connection, dict[str, uuid.UUID]]:
         platform = "ios" if index % 2 else "android"
         await conn.execute(
             "insert into public.push_devices (user_id, platform, token, voip_token)"
-            " values ($1, $2, $3, $4)", users[name], platform, f"demo-{uuid.uuid4().hex}",
+            " values ($1, $2, $3, $4)",
+            users[name],
+            platform,
+            f"demo-{uuid.uuid4().hex}",
             f"demo-voip-{uuid.uuid4().hex}" if platform == "ios" else None,
         )
     return conn, users
@@ -76,19 +80,23 @@ class Timeline:
             "select a.id, a.event, a.actor, a.to_status, a.end_reason, a.detail, c.caller_id,"
             " c.callee_id from public.call_audit a join public.calls c on c.id = a.call_id"
             " where a.id > $1 and c.caller_id = any($2::uuid[]) order by a.id",
-            self.last_id, list(self.names),
+            self.last_id,
+            list(self.names),
         )
         for row in rows:
             self.last_id = row["id"]
             who = f"{self.names.get(row['caller_id'], '?')}→{self.names.get(row['callee_id'], '?')}"
             what = row["event"]
             if row["to_status"]:
-                what += f" → {row['to_status']}" + (f"/{row['end_reason']}"
-                                                    if row["end_reason"] else "")
+                what += f" → {row['to_status']}" + (
+                    f"/{row['end_reason']}" if row["end_reason"] else ""
+                )
             detail = json.loads(row["detail"])
             extra = detail.get("kind") or detail.get("reason") or detail.get("error") or ""
-            _out(f"  {time.monotonic() - self.started:6.2f}s  {who:<9} {row['actor']:<7} "
-                 f"{what:<32} {extra}")
+            _out(
+                f"  {time.monotonic() - self.started:6.2f}s  {who:<9} {row['actor']:<7} "
+                f"{what:<32} {extra}"
+            )
 
 
 async def _summary(conn: asyncpg.Connection, results: list[tuple[str, str, uuid.UUID]]) -> bool:
@@ -132,10 +140,17 @@ async def run_demo(settings: Settings, *, mqtt: bool = False) -> int:
         conn, users = await _prepare(dsn)
         clients = Clients(conn, users)
         worker_settings = settings.with_overrides(
-            database_url=dsn, ring_timeout=DEMO_TIMERS["ring_timeout"], ring_timeout_set=True,
-            max_call_seconds=DEMO_TIMERS["max_call_seconds"], max_call_seconds_set=True,
-            push_dry_run=True, metrics_port=0, host="127.0.0.1", reconcile_interval=1.0,
-            job_max_attempts=2, lease_seconds=2.0,
+            database_url=dsn,
+            ring_timeout=DEMO_TIMERS["ring_timeout"],
+            ring_timeout_set=True,
+            max_call_seconds=DEMO_TIMERS["max_call_seconds"],
+            max_call_seconds_set=True,
+            push_dry_run=True,
+            metrics_port=0,
+            host="127.0.0.1",
+            reconcile_interval=1.0,
+            job_max_attempts=2,
+            lease_seconds=2.0,
         )
 
         def inject_fault(job: Job) -> None:
@@ -146,9 +161,11 @@ async def run_demo(settings: Settings, *, mqtt: bool = False) -> int:
         stop = asyncio.Event()
         worker = asyncio.create_task(run_worker(worker_settings, stop, hooks=hooks))
         await asyncio.wait_for(hooks.started.wait(), 30)
-        _out(f"call orchestrator demo: {len(SCENARIOS)} calls, ring timeout "
-             f"{DEMO_TIMERS['ring_timeout']} s, max duration {DEMO_TIMERS['max_call_seconds']} s,"
-             " pushes dry-run\n")
+        _out(
+            f"call orchestrator demo: {len(SCENARIOS)} calls, ring timeout "
+            f"{DEMO_TIMERS['ring_timeout']} s, max duration {DEMO_TIMERS['max_call_seconds']} s,"
+            " pushes dry-run\n"
+        )
         timeline = Timeline(await asyncpg.connect(dsn), users)
         follower = asyncio.create_task(timeline.follow())
         extra = await _start_mqtt(worker_settings) if mqtt else None

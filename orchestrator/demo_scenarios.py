@@ -41,19 +41,27 @@ class Clients:
         async with self.as_user(caller) as conn:
             new_id: uuid.UUID = await conn.fetchval(
                 "insert into public.calls (id, callee_id) values (coalesce($1, gen_random_uuid()),"
-                " $2) returning id", call_id, self.users[callee],
+                " $2) returning id",
+                call_id,
+                self.users[callee],
             )
         return new_id
 
-    async def set_status(self, who: str, call_id: uuid.UUID, status: str,
-                         reason: str | None = None) -> None:
+    async def set_status(
+        self, who: str, call_id: uuid.UUID, status: str, reason: str | None = None
+    ) -> None:
         async with self.as_user(who) as conn:
-            await conn.execute("update public.calls set status = $2, end_reason = $3"
-                               " where id = $1", call_id, status, reason)
+            await conn.execute(
+                "update public.calls set status = $2, end_reason = $3 where id = $1",
+                call_id,
+                status,
+                reason,
+            )
 
     async def status(self, call_id: uuid.UUID) -> str:
         value: str = await self.conn.fetchval(
-            "select status from public.calls where id = $1", call_id)
+            "select status from public.calls where id = $1", call_id
+        )
         return value
 
     async def until(self, call_id: uuid.UUID, status: str, timeout: float = 20) -> None:
@@ -70,7 +78,9 @@ class Clients:
         deadline = loop.time() + 20
         while not await self.conn.fetchval(
             "select exists (select 1 from public.push_deliveries where call_id = $1"
-            " and kind = 'ring' and status = 'sent')", call_id):
+            " and kind = 'ring' and status = 'sent')",
+            call_id,
+        ):
             if loop.time() > deadline:
                 raise TimeoutError(f"call {call_id} never rang")
             await asyncio.sleep(0.05)
@@ -157,6 +167,25 @@ SCENARIOS = [
     Scenario("call runs past the limit", "max_duration", max_duration),
     Scenario("both call each other", "glare", glare),
 ]
-NAMES = ["ada", "bob", "cyd", "dan", "eve", "fay", "gus", "hal", "ivy", "jon", "kim", "lea",
-         "max", "ned", "oli", "pam", "quy", "ray", "sam"]
+NAMES = [
+    "ada",
+    "bob",
+    "cyd",
+    "dan",
+    "eve",
+    "fay",
+    "gus",
+    "hal",
+    "ivy",
+    "jon",
+    "kim",
+    "lea",
+    "max",
+    "ned",
+    "oli",
+    "pam",
+    "quy",
+    "ray",
+    "sam",
+]
 WITHOUT_DEVICES = {"max"}

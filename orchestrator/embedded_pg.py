@@ -43,17 +43,34 @@ def _system_postgres(folder: Path) -> tuple[str, Stop]:
         shutil.chown(folder, "postgres")
         shutil.chown(sock, "postgres")
     if not (data / "PG_VERSION").exists():
-        subprocess.run([*prefix, initdb, "-D", str(data), "-U", "postgres", "--auth=trust"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [*prefix, initdb, "-D", str(data), "-U", "postgres", "--auth=trust"],
+            check=True,
+            capture_output=True,
+        )
     subprocess.run(
-        [*prefix, pg_ctl, "-D", str(data), "-l", str(folder / "log"), "-w", "-o",
-         f"-k {sock} -c listen_addresses='' -p 5439", "start"],
-        check=True, capture_output=True,
+        [
+            *prefix,
+            pg_ctl,
+            "-D",
+            str(data),
+            "-l",
+            str(folder / "log"),
+            "-w",
+            "-o",
+            f"-k {sock} -c listen_addresses='' -p 5439",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
     )
 
     def stop() -> None:
-        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "fast", "stop"],
-                       check=False, capture_output=True)
+        subprocess.run(
+            [*prefix, pg_ctl, "-D", str(data), "-m", "fast", "stop"],
+            check=False,
+            capture_output=True,
+        )
 
     return f"postgresql://postgres@/postgres?host={sock}&port=5439", stop
 
@@ -65,7 +82,8 @@ def start(folder: str | Path = ".demo-pg") -> tuple[str, Stop]:
     try:
         import pgserver
 
-        server = pgserver.get_server(str(path / "pgserver"), cleanup_mode="stop")
+        server = pgserver.get_server(  # type: ignore[attr-defined]
+            str(path / "pgserver"), cleanup_mode="stop")
         log.info("embedded_postgres", kind="pgserver")
         return str(server.get_uri()), server.cleanup
     except ImportError:

@@ -10,8 +10,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent / "orchestrator"
 # The domain may use only these standard-library modules: no I/O, no asyncio.
 DOMAIN_STDLIB = {
-    "__future__", "dataclasses", "datetime", "enum", "typing", "uuid", "collections",
-    "collections.abc", "functools", "itertools", "math", "re",
+    "__future__",
+    "dataclasses",
+    "datetime",
+    "enum",
+    "typing",
+    "uuid",
+    "collections",
+    "collections.abc",
+    "functools",
+    "itertools",
+    "math",
+    "re",
 }
 WIRING = {"orchestrator.worker", "orchestrator.server", "orchestrator.cli", "orchestrator.demo"}
 
@@ -45,11 +55,12 @@ def violations() -> list[str]:
                     bad.append(f"{module}: adapters may not import the wiring ({name})")
                 if name.startswith("orchestrator.engine"):
                     bad.append(f"{module}: adapters may not import the engine ({name})")
-            elif module.startswith("orchestrator.engine"):
-                if name.startswith("orchestrator.adapters") and not name.startswith(
-                    "orchestrator.adapters.memory"
-                ):
-                    bad.append(f"{module}: the engine talks to adapters only via ports ({name})")
+            elif (
+                module.startswith("orchestrator.engine")
+                and name.startswith("orchestrator.adapters")
+                and not name.startswith("orchestrator.adapters.memory")
+            ):
+                bad.append(f"{module}: the engine uses adapters only through ports ({name})")
     return bad
 
 

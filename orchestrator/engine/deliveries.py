@@ -101,8 +101,13 @@ class Sender:
             retry_in: float = 0.0,
         ) -> DeliveryOutcome:
             return DeliveryOutcome(
-                message.delivery_id, message.call_id, status, provider, error,
-                provider_message_id, retry_in,
+                message.delivery_id,
+                message.call_id,
+                status,
+                provider,
+                error,
+                provider_message_id,
+                retry_in,
             )
 
         if isinstance(result, Accepted):

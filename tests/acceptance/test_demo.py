@@ -10,15 +10,27 @@ import pytest
 
 pytestmark = pytest.mark.postgres
 
-REASONS = ("completed", "declined", "cancelled", "missed", "busy", "unreachable", "failed",
-           "max_duration", "glare")
+REASONS = (
+    "completed",
+    "declined",
+    "cancelled",
+    "missed",
+    "busy",
+    "unreachable",
+    "failed",
+    "max_duration",
+    "glare",
+)
 
 
 def test_demo_shows_all_nine_end_reasons(fresh_dsn: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "orchestrator", "demo"],
         env={**os.environ, "DATABASE_URL": fresh_dsn, "LOG_FORMAT": "json"},
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all nine end reasons shown" in result.stdout

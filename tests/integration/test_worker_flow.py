@@ -24,14 +24,16 @@ async def _ended(conn: asyncpg.Connection, call_id: object) -> asyncpg.Record | 
 async def _deliveries(conn: asyncpg.Connection, call_id: object, kind: str) -> list[asyncpg.Record]:
     return await conn.fetch(
         "select * from public.push_deliveries where call_id = $1 and kind = $2 order by id",
-        call_id, kind,
+        call_id,
+        kind,
     )
 
 
 async def _timeline(conn: asyncpg.Connection, call_id: object) -> list[tuple[str, str, str | None]]:
     rows = await conn.fetch(
         "select event, actor, end_reason, detail from public.call_audit where call_id = $1"
-        " order by id", call_id,
+        " order by id",
+        call_id,
     )
     return [(r["event"], r["actor"], r["end_reason"]) for r in rows]
 
@@ -119,7 +121,8 @@ async def test_busy_unreachable_and_blocked(fresh_dsn: str) -> None:
     assert rows[blocked]["end_reason"] == "unreachable"
     reason = await conn.fetchval(
         "select detail->>'reason' from public.call_audit where call_id = $1"
-        " and event = 'call_ended'", blocked,
+        " and event = 'call_ended'",
+        blocked,
     )
     assert reason == "blocked"
     assert await _deliveries(conn, blocked, "ring") == []
@@ -144,7 +147,8 @@ async def test_glare_merges_into_the_earlier_call(fresh_dsn: str) -> None:
     assert loser["end_reason"] == "glare"
     merged = await conn.fetchval(
         "select detail->>'merged_into' from public.call_audit where call_id = $1"
-        " and event = 'call_ended'", second,
+        " and event = 'call_ended'",
+        second,
     )
     assert merged == str(first)
     await conn.close()
@@ -156,14 +160,17 @@ async def test_call_first_seen_after_its_deadline_is_missed_unrung(fresh_dsn: st
     await add_device(conn, callee, "android")
     await conn.execute("update orchestrator.settings set ring_timeout_seconds = 1")
     call_id = await insert_call(conn, caller, callee)
-    await wait_for(lambda: conn.fetchval(
-        "select now() > ring_deadline from public.calls where id = $1", call_id))
+    await wait_for(
+        lambda: conn.fetchval(
+            "select now() > ring_deadline from public.calls where id = $1", call_id
+        )
+    )
     async with running_worker(fresh_dsn):
         row = await wait_for(lambda: _ended(conn, call_id))
     assert row["end_reason"] == "missed"
     detail = await conn.fetchval(
-        "select detail->>'rang' from public.call_audit where call_id = $1"
-        " and event = 'call_ended'", call_id,
+        "select detail->>'rang' from public.call_audit where call_id = $1 and event = 'call_ended'",
+        call_id,
     )
     assert detail == "false"
     assert await _deliveries(conn, call_id, "ring") == []
@@ -213,7 +220,8 @@ async def test_a_failing_pickup_ends_the_call_failed(fresh_dsn: str) -> None:
     assert row["end_reason"] == "failed"
     error = await conn.fetchval(
         "select detail->>'error' from public.call_audit where call_id = $1"
-        " and event = 'call_ended'", call_id,
+        " and event = 'call_ended'",
+        call_id,
     )
     assert error == "RuntimeError"
     await conn.close()

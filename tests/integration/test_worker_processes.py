@@ -20,7 +20,8 @@ async def _pairs(conn: asyncpg.Connection, n: int) -> list[tuple[uuid.UUID, uuid
     """n (caller, callee) pairs; every callee has an Android and an iOS device."""
     rows = await conn.fetch(
         "insert into auth.users (email) select 'u' || g || '@example.test'"
-        " from generate_series(1, $1) g returning id", 2 * n,
+        " from generate_series(1, $1) g returning id",
+        2 * n,
     )
     users = [r["id"] for r in rows]
     pairs = list(zip(users[:n], users[n:], strict=True))
@@ -30,14 +31,17 @@ async def _pairs(conn: asyncpg.Connection, n: int) -> list[tuple[uuid.UUID, uuid
     return pairs
 
 
-async def _start(conn: asyncpg.Connection, pairs: list[tuple[uuid.UUID, uuid.UUID]]) -> list[uuid.UUID]:
+async def _start(
+    conn: asyncpg.Connection, pairs: list[tuple[uuid.UUID, uuid.UUID]]
+) -> list[uuid.UUID]:
     return [await insert_call(conn, caller, callee) for caller, callee in pairs]
 
 
 async def _all_rung(conn: asyncpg.Connection, calls: list[uuid.UUID]) -> bool:
     sent = await conn.fetchval(
         "select count(*) from public.push_deliveries where call_id = any($1) and kind = 'ring'"
-        " and status = 'sent'", calls,
+        " and status = 'sent'",
+        calls,
     )
     return sent == 2 * len(calls)
 
@@ -81,7 +85,9 @@ async def test_two_workers_send_every_delivery_exactly_once(fresh_dsn: str, tmp_
         "select kind, status, count(*) as n from public.push_deliveries group by kind, status"
     )
     assert {(r["kind"], r["status"]): r["n"] for r in ledger} == {
-        ("ring", "sent"): 300, ("stop", "sent"): 150, ("missed", "sent"): 75 * 2,
+        ("ring", "sent"): 300,
+        ("stop", "sent"): 150,
+        ("missed", "sent"): 75 * 2,
     }
     sends = sends_per_delivery(one, two)
     assert len(sends) == 600 and max(sends.values()) == 1, sends.most_common(3)
@@ -95,8 +101,9 @@ async def test_sigkill_mid_run_loses_nothing_after_restart(fresh_dsn: str, tmp_p
     calls = await _start(conn, pairs[:60])
 
     async def some_rung() -> bool:
-        return bool(await conn.fetchval(
-            "select count(*) from public.push_deliveries where status = 'sent'"))
+        return bool(
+            await conn.fetchval("select count(*) from public.push_deliveries where status = 'sent'")
+        )
 
     await wait_for(some_rung)
     inserting = asyncio.create_task(_start(conn, pairs[60:]))
@@ -122,7 +129,9 @@ async def test_sigkill_mid_run_loses_nothing_after_restart(fresh_dsn: str, tmp_p
     await conn.close()
 
 
-async def test_sigterm_exits_zero_and_the_next_worker_continues(fresh_dsn: str, tmp_path: Path) -> None:
+async def test_sigterm_exits_zero_and_the_next_worker_continues(
+    fresh_dsn: str, tmp_path: Path
+) -> None:
     conn = await asyncpg.connect(fresh_dsn)
     pairs = await _pairs(conn, 80)
     first = await _spawn_subscribed(fresh_dsn, tmp_path / "a.log", "a", MAX_CALL_SECONDS="2")
@@ -139,7 +148,9 @@ async def test_sigterm_exits_zero_and_the_next_worker_continues(fresh_dsn: str, 
         async def all_expired() -> bool:
             return await conn.fetchval(
                 "select count(*) = 40 from public.calls where id = any($1)"
-                " and end_reason = 'max_duration'", calls[:40])
+                " and end_reason = 'max_duration'",
+                calls[:40],
+            )
 
         await wait_for(all_expired, timeout=30)
     finally:
@@ -154,7 +165,7 @@ async def test_sigterm_exits_zero_and_the_next_worker_continues(fresh_dsn: str, 
 async def test_rls_still_applies_to_worker_made_rows(fresh_dsn: str, tmp_path: Path) -> None:
     """A stranger sees none of the deliveries the worker created."""
     conn = await asyncpg.connect(fresh_dsn)
-    (caller, callee), = await _pairs(conn, 1)
+    ((caller, callee),) = await _pairs(conn, 1)
     stranger = await create_user(conn)
     worker = await _spawn_subscribed(fresh_dsn, tmp_path / "w.log", "w")
     try:

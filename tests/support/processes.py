@@ -17,13 +17,20 @@ class WorkerProcess:
     def __init__(self, dsn: str, log_path: Path, worker_id: str, **env: str) -> None:
         self.log_path = log_path
         environment = {
-            **os.environ, **SHORT_TIMERS, "DATABASE_URL": dsn, "PUSH_DRY_RUN": "1",
-            "WORKER_ID": worker_id, "LOG_LEVEL": "info", **env,
+            **os.environ,
+            **SHORT_TIMERS,
+            "DATABASE_URL": dsn,
+            "PUSH_DRY_RUN": "1",
+            "WORKER_ID": worker_id,
+            "LOG_LEVEL": "info",
+            **env,
         }
         self._log = log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "orchestrator", "worker"],
-            env=environment, stdout=self._log, stderr=subprocess.STDOUT,
+            env=environment,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
 
     def events(self) -> list[dict[str, object]]:

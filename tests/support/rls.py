@@ -56,9 +56,7 @@ async def acting(conn: asyncpg.Connection, who: Who) -> AsyncIterator[asyncpg.Co
         return
     async with conn.transaction():
         if who.role == "operator":
-            await conn.execute(
-                "select set_config('orchestrator.operator', $1, true)", who.operator
-            )
+            await conn.execute("select set_config('orchestrator.operator', $1, true)", who.operator)
         yield conn
 
 

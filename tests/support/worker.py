@@ -39,7 +39,10 @@ def worker_settings(dsn: str, **env: str) -> Settings:
 
 @asynccontextmanager
 async def running_worker(
-    dsn: str, *, pickup_hook: PickupHook | None = None, provider: MemoryPushProvider | None = None,
+    dsn: str,
+    *,
+    pickup_hook: PickupHook | None = None,
+    provider: MemoryPushProvider | None = None,
     **env: str,
 ) -> AsyncIterator[RunningWorker]:
     provider = provider or MemoryPushProvider("log")

@@ -1,0 +1,1 @@
+"""The Agora token server (`orchestrator serve`): an aiohttp.web app, split into small modules."""

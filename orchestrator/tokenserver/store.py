@@ -1,0 +1,128 @@
+"""The token server's SQL: load the call, check the session and audit the grant in one statement.
+
+The database clock decides: `issue_ts` is the database's `now()` and `expire_ts` =
+least(now + TTL, accepted_at + MAX_CALL_SECONDS), both whole seconds as the token carries them.
+The `token_issued` row is inserted only when a token will be issued; it never holds the token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from enum import StrEnum
+from uuid import UUID
+
+import asyncpg
+
+from orchestrator.domain.model import Status
+
+# `not_after` exists on Supabase's auth.sessions (time-boxed sessions), not on every emulation:
+# read it through to_jsonb so the statement works with and without the column.
+ISSUE_SQL = """
+with c as (
+    select id, status,
+           case when caller_id = $2::uuid then 1 else 2 end as uid,
+           floor(extract(epoch from now()))::bigint as issue_ts,
+           floor(extract(epoch from accepted_at + make_interval(secs => $6::int)))::bigint
+               as cap_ts
+    from public.calls
+    where id = $1::uuid and (caller_id = $2::uuid or callee_id = $2::uuid)
+), g as (
+    select c.*, least(c.issue_ts + $5::int, c.cap_ts) as expire_ts from c
+), s as (
+    select (not $4::boolean) or exists (
+        select 1 from auth.sessions as x
+        where x.id = $3::uuid and x.user_id = $2::uuid
+          and coalesce((to_jsonb(x) ->> 'not_after')::timestamptz > now(), true)
+    ) as ok
+), audit as (
+    insert into public.call_audit
+        (call_id, actor_id, actor, event, from_status, to_status, detail)
+    select g.id, $2::uuid, case g.uid when 1 then 'caller' else 'callee' end, 'token_issued',
+           g.status, g.status,
+           jsonb_build_object(
+               'uid', g.uid,
+               'expires_at', to_char(to_timestamp(g.expire_ts) at time zone 'UTC',
+                                     'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+               'token_version', $7::text)
+    from g cross join s
+    where s.ok and g.status in ('ringing', 'accepted') and g.expire_ts > g.issue_ts
+    returning id
+)
+select s.ok as session_ok, g.status, g.uid, g.issue_ts, g.expire_ts,
+       (select id from audit) as audit_id
+from s left join g on true
+"""
+
+
+class Outcome(StrEnum):
+    ISSUED = "issued"
+    NO_SESSION = "no_session"
+    NOT_FOUND = "not_found"
+    ENDED = "ended"
+    MAX_DURATION = "max_duration"  # accepted, but accepted_at + MAX_CALL_SECONDS has passed
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    outcome: Outcome
+    status: Status | None = None
+    uid: int = 0
+    issue_ts: int = 0
+    expire_ts: int = 0
+
+
+class StoreUnavailable(Exception):
+    """The database could not be reached in time (503)."""
+
+
+CONNECTION_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.OperatorInterventionError,
+)
+
+
+async def issue(
+    pool: asyncpg.Pool,
+    *,
+    call_id: UUID,
+    user_id: UUID,
+    session_id: UUID | None,
+    check_session: bool,
+    ttl: int,
+    max_call_seconds: int,
+    token_version: str,
+    time_limit: float,
+) -> Grant:
+    args = (call_id, user_id, session_id, check_session, ttl, max_call_seconds, token_version)
+    try:
+        async with asyncio.timeout(time_limit), pool.acquire() as conn:
+            row = await conn.fetchrow(ISSUE_SQL, *args)
+    except CONNECTION_ERRORS as exc:
+        raise StoreUnavailable(type(exc).__name__) from None
+    assert row is not None
+    if not row["session_ok"]:
+        return Grant(Outcome.NO_SESSION)
+    if row["status"] is None:
+        return Grant(Outcome.NOT_FOUND)
+    status = Status(row["status"])
+    if status is Status.ENDED:
+        return Grant(Outcome.ENDED, status)
+    if row["audit_id"] is None:
+        return Grant(Outcome.MAX_DURATION, status)
+    return Grant(Outcome.ISSUED, status, row["uid"], row["issue_ts"], row["expire_ts"])
+
+
+async def ping(pool: asyncpg.Pool, time_limit: float) -> bool:
+    try:
+        async with asyncio.timeout(time_limit), pool.acquire() as conn:
+            return bool(await conn.fetchval("select true"))
+    except CONNECTION_ERRORS:
+        return False
+    except asyncpg.PostgresError:
+        return False
