@@ -107,7 +107,8 @@ async def run_worker(
     if settings.ring_timeout < RING_TIMEOUT_WARNING_BELOW:
         log.warning("ring_timeout_short", ring_timeout_seconds=settings.ring_timeout)
     metrics = hooks.metrics or Metrics()
-    providers = hooks.providers or build_providers(settings, metrics)
+    # The engine times every send itself, so the router's own timing wrapper stays off.
+    providers = hooks.providers or build_providers(settings, metrics, timed=False)
     await _apply_settings_when_reachable(settings, dsn, stop)
     pool = await create_pool(dsn, size=settings.db_pool_size, name="orchestrator-worker")
     store = PostgresStore(

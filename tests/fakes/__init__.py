@@ -1,0 +1,1 @@
+"""Fakes of external services, speaking their real protocols over real sockets."""
