@@ -83,7 +83,8 @@ def start(folder: str | Path = ".demo-pg") -> tuple[str, Stop]:
         import pgserver
 
         server = pgserver.get_server(  # type: ignore[attr-defined]
-            str(path / "pgserver"), cleanup_mode="stop")
+            str(path / "pgserver"), cleanup_mode="stop"
+        )
         log.info("embedded_postgres", kind="pgserver")
         return str(server.get_uri()), server.cleanup
     except ImportError:

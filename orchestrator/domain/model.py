@@ -62,6 +62,4 @@ class AuditEvent(StrEnum):
 STATUS_EVENTS = frozenset(
     {AuditEvent.CALL_CREATED, AuditEvent.CALL_ACCEPTED, AuditEvent.CALL_ENDED}
 )
-DEVICE_EVENTS = frozenset(
-    {AuditEvent.PUSH_SENT, AuditEvent.PUSH_FAILED, AuditEvent.DEVICE_PRUNED}
-)
+DEVICE_EVENTS = frozenset({AuditEvent.PUSH_SENT, AuditEvent.PUSH_FAILED, AuditEvent.DEVICE_PRUNED})

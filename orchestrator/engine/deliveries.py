@@ -49,8 +49,12 @@ class Sender:
         try:
             outcomes = await asyncio.gather(*(self._one(d) for d in deliveries))
             result = await self.store.record_outcomes(list(outcomes))
-        finally:
+        except asyncio.CancelledError:
+            raise  # shutdown: the ids stay in flight so the engine hands their leases back
+        except BaseException:
             self.inflight.difference_update(d.id for d in deliveries)
+            raise
+        self.inflight.difference_update(d.id for d in deliveries)
         for seconds in result.ring_latencies:
             self.metrics.time_to_ring.observe(seconds)
         self.on_ended(result.ended)

@@ -147,8 +147,12 @@ class Engine:
         self.inflight_jobs.update(j.id for j in jobs)
         try:
             rings, touched = await self.jobs.run(jobs)
-        finally:
+        except asyncio.CancelledError:
+            raise  # shutdown: these stay in flight so their leases are handed back
+        except BaseException:
             self.inflight_jobs.difference_update(j.id for j in jobs)
+            raise
+        self.inflight_jobs.difference_update(j.id for j in jobs)
         await self.sender.send_all(rings)
         deliveries = await self.store.claim_deliveries(call_id, self.settings.batch_size)
         follow_up = await self.sender.send_all(deliveries)
