@@ -32,6 +32,8 @@ class Wakeup:
     """
 
     call_id: UUID | None = None
+    # Set when the hint says a client ended the call (the worker counts it in its metrics).
+    client_end_reason: str | None = None
 
 
 WakeSink = Callable[[Wakeup], None]

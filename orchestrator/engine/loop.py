@@ -63,6 +63,8 @@ class Engine:
             self._rescan = True
         else:
             self._targets.add(wakeup.call_id)
+        if wakeup.client_end_reason is not None:
+            self.metrics.calls_ended.labels(wakeup.client_end_reason).inc()
         self.metrics.wakeups.labels(self.source_name).inc()
         self._kick.set()
 

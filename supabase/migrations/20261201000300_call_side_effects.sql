@@ -115,11 +115,12 @@ create function orchestrator.notify_client_change() returns trigger
 language plpgsql set search_path = ''
 as $$
 declare
-  v_id uuid;
+  v_row record;
 begin
   if current_user in ('anon', 'authenticated') then
-    for v_id in select c.id from changed c loop
-      perform pg_notify('orchestrator_calls', v_id::text);
+    -- Payload: the call id, and the end reason when a client ended it (for metrics).
+    for v_row in select c.id, c.end_reason from changed c loop
+      perform pg_notify('orchestrator_calls', concat_ws(' ', v_row.id, v_row.end_reason));
     end loop;
   end if;
   return null;

@@ -82,8 +82,9 @@ class ListenNotifySource:
 
     def _callback(self, wake: WakeSink) -> Any:
         def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+            call_id, _, end_reason = payload.partition(" ")
             try:
-                wake(Wakeup(UUID(payload)))
+                wake(Wakeup(UUID(call_id), end_reason or None))
             except ValueError:
                 wake(Wakeup(None))  # an unexpected payload still means "something changed"
 
