@@ -155,7 +155,13 @@ declare
   v_column text;
 begin
   perform set_config('orchestrator.writer', v_writer, true);
-  if v_writer <> 'client' and orchestrator.is_erasure(old, new) then
+  -- Only look for an erasure when a participant was set null: is_erasure reads auth.users,
+  -- which service_role may not read on Supabase.
+  if v_writer <> 'client'
+     and ((new.caller_id is null and old.caller_id is not null)
+          or (new.callee_id is null and old.callee_id is not null)
+          or (new.ended_by is null and old.ended_by is not null))
+     and orchestrator.is_erasure(old, new) then
     new.version := old.version + 1;
     new.updated_at := now();
     return new;

@@ -5,6 +5,8 @@
 revoke all on table public.calls, public.call_audit, public.call_blocks, public.push_devices,
   public.push_deliveries from public, anon, authenticated, service_role;
 revoke all on all functions in schema orchestrator from public, anon, authenticated, service_role;
+-- Identity inserts need no sequence grant; Supabase's defaults would let clients setval().
+revoke all on all sequences in schema public from public, anon, authenticated, service_role;
 
 -- Clients read the settings (ring timeout, rate limit) and the pure helpers from their own
 -- SECURITY INVOKER triggers; nothing else in the internal schema.
@@ -124,8 +126,9 @@ begin
   if v_id is null then
     v_id := v_voip_holder;
   elsif v_voip_holder is not null and v_voip_holder <> v_id then
-    update public.push_devices d set voip_token = null where d.id = v_voip_holder;
+    -- A VoIP-only device row disappears; one that also has an alert token keeps it.
     delete from public.push_devices d where d.id = v_voip_holder and d.token is null;
+    update public.push_devices d set voip_token = null where d.id = v_voip_holder;
   end if;
   if v_id is null then
     insert into public.push_devices as d

@@ -1,0 +1,25 @@
+-- splinter lint 0026_pg_graphql_anon_table_exposed: `pg_graphql_anon_table_exposed`, level WARN.
+-- Detects: With pg_graphql installed: relations anon can SELECT (visible in /graphql/v1
+-- introspection).
+-- Source: supabase/splinter lints/0026_pg_graphql_anon_table_exposed.sql (commit
+-- 965ca61e6140ad6232922e973e99f94af6c3d3ef), read 2026-12-01. Re-expressed in our own SQL with the
+-- same name, level and predicate (see README.md).
+-- Plain PostgreSQL has no pg_graphql, so this finds nothing here; see the test module.
+-- Returns name, level, schema, object, detail; run with search_path = '' and pgrst.db_schemas set,
+-- as the Supabase dashboard does.
+
+select
+  'pg_graphql_anon_table_exposed' as name, 'WARN' as level, n.nspname::text as schema,
+  c.relname::text as object, 'visible to anon through pg_graphql introspection' as detail
+from pg_catalog.pg_class c
+join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+where c.relkind in ('r', 'p', 'v', 'm')
+  and pg_catalog.has_table_privilege('anon', c.oid, 'SELECT')
+  and exists (select 1 from pg_catalog.pg_extension e where e.extname = 'pg_graphql')
+  and n.nspname not in (
+    '_timescaledb_cache', '_timescaledb_catalog', '_timescaledb_config', '_timescaledb_internal',
+    'auth', 'cron', 'extensions', 'graphql', 'graphql_public', 'information_schema', 'net',
+    'pgmq', 'pgroonga', 'pgsodium', 'pgsodium_masks', 'pgtle', 'pgbouncer', 'pg_catalog',
+    'realtime', 'repack', 'storage', 'supabase_functions', 'supabase_migrations', 'tiger',
+    'topology', 'vault'
+  )
