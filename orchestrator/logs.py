@@ -93,8 +93,11 @@ def configure(log_format: str = "json", level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # hpack/h2 log raw headers (device tokens, JWTs) at DEBUG: never below WARNING.
     for noisy in ("asyncio", "websockets", "aiohttp.access", "hpack", "h2"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The realtime client logs whole raw frames (user ids) on errors; the adapter logs its own.
+    logging.getLogger("realtime").setLevel(logging.CRITICAL)
     structlog.configure(
         processors=[
             *shared[:2],

@@ -74,15 +74,27 @@ async def show(conn: asyncpg.Connection, call_id: UUID) -> int:
     return 0
 
 
+def operator_reasons(status: Status, *, deadline_passed: bool) -> list[str]:
+    """What an operator may end a call with: the system's reasons, minus the two that only
+    the worker can state truthfully (glare needs the merged call; missed needs the deadline)."""
+    reasons = reasons_for(Actor.OPERATOR, status) - {EndReason.GLARE}
+    if not deadline_passed:
+        reasons -= {EndReason.MISSED}
+    return sorted(r.value for r in reasons)
+
+
 async def end(conn: asyncpg.Connection, call_id: UUID, reason: str) -> int:
     async with conn.transaction():
-        status = await conn.fetchval(
-            "select status from public.calls where id = $1 for update", call_id
+        row = await conn.fetchrow(
+            "select status, ring_deadline <= now() as deadline_passed from public.calls"
+            " where id = $1 for update",
+            call_id,
         )
-        if status is None:
+        if row is None:
             print(f"call {call_id} not found")
             return 1
-        allowed = sorted(r.value for r in reasons_for(Actor.OPERATOR, Status(status)))
+        status = row["status"]
+        allowed = operator_reasons(Status(status), deadline_passed=row["deadline_passed"])
         if reason not in allowed:
             print(f"an operator may end a {status} call with: {', '.join(allowed) or 'nothing'}")
             return 2
@@ -93,18 +105,21 @@ async def end(conn: asyncpg.Connection, call_id: UUID, reason: str) -> int:
             EndReason(reason).value,
         )
         await _audit(conn, call_id, {"action": "end", "end_reason": reason})
-    # After the commit: wake the workers so stop/missed pushes go out now.
-    await conn.execute("select pg_notify('orchestrator_calls', $1)", str(call_id))
+    # After the commit: wake the workers so stop/missed pushes go out now (and count it).
+    await conn.execute("select pg_notify('orchestrator_calls', $1)", f"{call_id} {reason}")
     print(f"call {call_id} ended: {reason}")
     return 0
 
 
 async def redrive(conn: asyncpg.Connection, call_id: UUID) -> int:
+    if not await conn.fetchval("select exists (select 1 from public.calls where id = $1)", call_id):
+        print(f"call {call_id} not found")
+        return 1
     async with conn.transaction():
         rows = await conn.fetch(
             """
             update public.push_deliveries d
-            set status = 'pending', last_error = null, next_attempt_at = now(),
+            set status = 'pending', last_error = null, next_attempt_at = now(), attempts = 0,
                 locked_until = null, locked_by = null
             from public.calls c
             where d.call_id = $1 and c.id = d.call_id and d.status = 'failed'
@@ -130,7 +145,11 @@ async def run_call_command(args: argparse.Namespace, settings: Settings) -> int:
         if args.call_command == "show":
             return await show(conn, call_id)
         if args.call_command == "end":
-            return await end(conn, call_id, args.reason)
+            try:
+                return await end(conn, call_id, args.reason)
+            except asyncpg.PostgresError as exc:  # the database refused: say why, no traceback
+                print(f"refused by the database ({exc.sqlstate}): {exc}")
+                return 2
         return await redrive(conn, call_id)
     finally:
         await conn.close()

@@ -7,6 +7,9 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import asyncpg
+from aiohttp import web
+
 from orchestrator.adapters.memory import SystemClock
 from orchestrator.adapters.postgres.listen_source import ListenNotifySource
 from orchestrator.adapters.postgres.migrate import apply_runtime_settings
@@ -35,6 +38,7 @@ class WorkerHooks:
     providers: Mapping[Platform, PushProvider] | None = None
     pickup_hook: PickupHook | None = None
     metrics: Metrics | None = None
+    source: EventSource | None = None  # an event source built by the caller (tests' timers)
     metrics_port: int | None = None  # filled in once the health server listens
     started: asyncio.Event = field(default_factory=asyncio.Event)  # set once subscribed
 
@@ -109,15 +113,17 @@ async def run_worker(
     metrics = hooks.metrics or Metrics()
     # The engine times every send itself, so the router's own timing wrapper stays off.
     providers = hooks.providers or build_providers(settings, metrics, timed=False)
-    await _apply_settings_when_reachable(settings, dsn, stop)
-    pool = await create_pool(dsn, size=settings.db_pool_size, name="orchestrator-worker")
+    # min_size=0: the pool (and /healthz) come up even while the database is down.
+    pool = await create_pool(
+        dsn, size=settings.db_pool_size, name="orchestrator-worker", min_size=0
+    )
     store = PostgresStore(
         pool,
         worker_id=settings.worker_id,
         lease_seconds=settings.lease_seconds,
         caller_name_key=settings.caller_name_key,
     )
-    source = build_source(settings, dsn, metrics)
+    source = hooks.source or build_source(settings, dsn, metrics)
     brake = PruneBrake(settings.prune_brake_min, settings.prune_brake_ratio)
     engine = Engine(
         store,
@@ -132,15 +138,21 @@ async def run_worker(
     async def ready() -> dict[str, bool]:
         return {"database": await store.ping(), "event_source": source.healthy}
 
+    # Health first: a liveness probe must not fail just because the database is slow to come.
     runners = []
     health, hooks.metrics_port = await start_health_server(
         metrics, ready, settings.host, settings.metrics_port
     )
     runners.append(health)
-    if serve:
-        from orchestrator.server import build_app, start_site
+    try:
+        await _apply_settings_when_reachable(settings, dsn, stop)
+        if serve:
+            from orchestrator.server import build_app, start_site
 
-        runners.append(await start_site(build_app(settings, pool, metrics), settings))
+            runners.append(await start_site(build_app(settings, pool, metrics), settings))
+    except BaseException:
+        await _close(runners, providers, pool)
+        raise
     log.info(
         "worker_started",
         worker_id=settings.worker_id,
@@ -152,9 +164,15 @@ async def run_worker(
         await engine.run(stop, source)
     finally:
         announcer.cancel()
-        for runner in reversed(runners):
-            await runner.cleanup()
-        for provider in providers.values():
-            await provider.close()
-        await pool.close()
+        await _close(runners, providers, pool)
         log.info("worker_stopped", worker_id=settings.worker_id)
+
+
+async def _close(
+    runners: list[web.AppRunner], providers: Mapping[Platform, PushProvider], pool: asyncpg.Pool
+) -> None:
+    for runner in reversed(runners):
+        await runner.cleanup()
+    for provider in providers.values():
+        await provider.close()
+    await pool.close()

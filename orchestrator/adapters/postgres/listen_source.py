@@ -16,6 +16,7 @@ from orchestrator.ports import WakeSink, Wakeup
 
 log = get_logger("orchestrator.listen")
 CHANNEL = "orchestrator_calls"
+COUNT_LOCK = 7339
 
 
 class ListenNotifySource:
@@ -38,6 +39,9 @@ class ListenNotifySource:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self._healthy = False
+        # One listener across all workers counts client-ended calls (each worker gets every
+        # notification): the one holding this advisory lock on its LISTEN connection.
+        self._counter = False
 
     @property
     def healthy(self) -> bool:
@@ -52,6 +56,7 @@ class ListenNotifySource:
                 conn = await asyncpg.connect(self.dsn, timeout=10)
                 conn.add_termination_listener(lambda _c, ev=lost: ev.set())
                 await conn.add_listener(self.channel, self._callback(wake))
+                self._counter = await self._try_count_lock(conn)
                 self._healthy = True
                 failures = 0
                 log.info("listen_subscribed", channel=self.channel)
@@ -61,7 +66,7 @@ class ListenNotifySource:
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
                 log.warning("listen_lost", error=type(exc).__name__)
             finally:
-                self._healthy = False
+                self._healthy = self._counter = False
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(conn.close(), 2)
@@ -79,12 +84,18 @@ class ListenNotifySource:
             if lost.is_set():
                 return
             await asyncio.wait_for(conn.fetchval("select 1"), self.keepalive)
+            if not self._counter:  # the counting listener died: take over
+                self._counter = await self._try_count_lock(conn)
+
+    @staticmethod
+    async def _try_count_lock(conn: asyncpg.Connection) -> bool:
+        return bool(await conn.fetchval("select pg_try_advisory_lock($1)", COUNT_LOCK))
 
     def _callback(self, wake: WakeSink) -> Any:
         def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
             call_id, _, end_reason = payload.partition(" ")
             try:
-                wake(Wakeup(UUID(call_id), end_reason or None))
+                wake(Wakeup(UUID(call_id), (end_reason or None) if self._counter else None))
             except ValueError:
                 wake(Wakeup(None))  # an unexpected payload still means "something changed"
 

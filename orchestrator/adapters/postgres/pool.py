@@ -13,10 +13,12 @@ async def _no_reset(_: asyncpg.Connection) -> None:
     """
 
 
-async def create_pool(dsn: str, *, size: int = 8, name: str = "orchestrator") -> asyncpg.Pool:
+async def create_pool(
+    dsn: str, *, size: int = 8, name: str = "orchestrator", min_size: int = 1
+) -> asyncpg.Pool:
     pool: asyncpg.Pool = await asyncpg.create_pool(
         dsn,
-        min_size=1,
+        min_size=min_size,
         max_size=size,
         reset=_no_reset,
         command_timeout=30,

@@ -1,9 +1,12 @@
 """SQL for jobs, timers and pickup. The database clock decides: every `now()` is in SQL."""
 
+# Only the kinds this release knows: during a rolling deploy an older worker must leave a newer
+# release's jobs alone rather than claim (and drop) them.
 CLAIM_JOBS = """
 with due as (
   select id from orchestrator.jobs
   where run_at <= now() and (locked_until is null or locked_until < now())
+    and kind = any($4::text[])
   order by run_at limit $1 for update skip locked
 )
 update orchestrator.jobs j
@@ -16,6 +19,7 @@ CLAIM_CALL_JOBS = """
 with due as (
   select id from orchestrator.jobs
   where call_id = $4 and run_at <= now() and (locked_until is null or locked_until < now())
+    and kind = any($5::text[])
   order by run_at limit $1 for update skip locked
 )
 update orchestrator.jobs j

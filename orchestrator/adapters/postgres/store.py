@@ -13,8 +13,10 @@ from orchestrator.adapters.postgres import sql_jobs as q
 from orchestrator.adapters.postgres.store_deliveries import DeliveryStoreMixin
 from orchestrator.domain.model import EndReason, Status
 from orchestrator.domain.pickup import End, Merge, Ring, Skip
-from orchestrator.domain.work import Ended, Job, PickupResult
+from orchestrator.domain.work import Ended, Job, JobKind, PickupResult
 from orchestrator.ports import Decide
+
+KNOWN_KINDS = [kind.value for kind in JobKind]
 
 
 class PostgresStore(DeliveryStoreMixin):
@@ -33,10 +35,12 @@ class PostgresStore(DeliveryStoreMixin):
 
     async def claim_jobs(self, call_id: UUID | None, limit: int) -> list[Job]:
         if call_id is None:
-            found = await self.pool.fetch(q.CLAIM_JOBS, limit, self.lease, self.worker_id)
+            found = await self.pool.fetch(
+                q.CLAIM_JOBS, limit, self.lease, self.worker_id, KNOWN_KINDS
+            )
         else:
             found = await self.pool.fetch(
-                q.CLAIM_CALL_JOBS, limit, self.lease, self.worker_id, call_id
+                q.CLAIM_CALL_JOBS, limit, self.lease, self.worker_id, call_id, KNOWN_KINDS
             )
         return sorted((rows.job(r) for r in found), key=lambda j: j.id)
 
