@@ -68,6 +68,7 @@ class Settings:
     push_max_attempts: int = 5
     push_retry_base_seconds: float = 0.5
     push_concurrency: int = 64
+    prune_quarantine_seconds: float = 30.0
     job_max_attempts: int = 3
     shutdown_grace_seconds: float = 10.0
     db_pool_size: int = 8
@@ -131,6 +132,7 @@ class Settings:
             push_max_attempts=env.integer("PUSH_MAX_ATTEMPTS", 5, 1, 100),
             push_retry_base_seconds=env.number("PUSH_RETRY_BASE_SECONDS", 0.5, 0.01, 60),
             push_concurrency=env.integer("PUSH_CONCURRENCY", 64, 1, 10_000),
+            prune_quarantine_seconds=env.number("PRUNE_QUARANTINE_SECONDS", 30, 0, 300),
             job_max_attempts=env.integer("JOB_MAX_ATTEMPTS", 3, 1, 100),
             shutdown_grace_seconds=env.number("SHUTDOWN_GRACE_SECONDS", 10, 0, 600),
             db_pool_size=env.integer("DB_POOL_SIZE", 8, 2, 200),

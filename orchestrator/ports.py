@@ -141,6 +141,10 @@ class CallStore(Protocol):
         """Record provider results; end `unreachable` calls whose every ring failed."""
         ...
 
+    async def settle_prunes(self, prune: list[int], braked: list[int]) -> None:
+        """Disable the devices of `prune` deliveries (audit `device_pruned`); mark `braked`."""
+        ...
+
     async def seconds_until_due(self) -> float | None:
         """Seconds until the next job or delivery falls due (database clock), or None."""
         ...

@@ -53,6 +53,7 @@ def engine_settings(settings: Settings) -> EngineSettings:
         push_timeout_seconds=settings.push_timeout_seconds,
         push_max_attempts=settings.push_max_attempts,
         push_retry_base_seconds=settings.push_retry_base_seconds,
+        prune_quarantine_seconds=settings.prune_quarantine_seconds,
         job_max_attempts=settings.job_max_attempts,
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
     )

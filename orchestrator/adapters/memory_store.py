@@ -268,6 +268,15 @@ class MemoryStore:
                 ended.append(self._end(call, EndReason.UNREACHABLE))
         return RecordResult(ended, [])
 
+    async def settle_prunes(self, prune: list[int], braked: list[int]) -> None:
+        for delivery_id in prune:
+            delivery = self.deliveries[delivery_id]
+            delivery.status = "pruned"
+            next(x for x in self.devices if x.id == delivery.device).disabled = True
+        for delivery_id in braked:
+            delivery = self.deliveries[delivery_id]
+            delivery.error = f"{delivery.error} (prune braked)"
+
     async def seconds_until_due(self) -> float | None:
         times = [run_at for _, run_at, _ in self.jobs.values()]
         times += [d.due for d in self.deliveries.values() if d.status == "pending"]

@@ -1,4 +1,5 @@
-"""Sending claimed pushes: provider call, retry/backoff bounded by the deadline, brake, record."""
+"""Sending claimed pushes: each send is its own task (a hung provider holds back nobody),
+retry/backoff is bounded by the push's deadline, results are group-committed."""
 
 from __future__ import annotations
 
@@ -10,12 +11,20 @@ from orchestrator.domain.model import Platform
 from orchestrator.domain.push import Accepted, Permanent, PushResult, Retry
 from orchestrator.domain.work import ClaimedDelivery, DeliveryOutcome, Ended, OutcomeStatus
 from orchestrator.engine.brake import Brake
+from orchestrator.engine.pruning import PruneQuarantine
+from orchestrator.engine.recorder import Recorder
 from orchestrator.engine.settings import EngineSettings
 from orchestrator.logs import get_logger
 from orchestrator.metrics import Metrics
 from orchestrator.ports import CallStore, Clock, PushProvider
 
 log = get_logger("orchestrator.push")
+EVENTS = {
+    OutcomeStatus.SENT: "push_sent",
+    OutcomeStatus.RETRY: "push_retry",
+    OutcomeStatus.FAILED: "push_failed",
+    OutcomeStatus.PRUNED: "device_pruned",
+}
 
 
 class Sender:
@@ -30,51 +39,56 @@ class Sender:
         on_ended: Callable[[list[Ended]], None],
         inflight: set[int],
     ) -> None:
-        self.store = store
         self.providers = providers
         self.settings = settings
         self.metrics = metrics
         self.clock = clock
         self.brake = brake
-        self.on_ended = on_ended
         self.inflight = inflight  # shared with the engine, which renews their leases
+        self.recorder = Recorder(store, metrics, on_ended)
+        self.quarantine = PruneQuarantine(store, brake, metrics, settings.prune_quarantine_seconds)
+        self.tasks: set[asyncio.Task[None]] = set()
         self._limits = {p: asyncio.Semaphore(settings.push_concurrency) for p in providers}
-        self._braked: dict[str, bool] = {}
 
-    async def send_all(self, deliveries: list[ClaimedDelivery]) -> list[Ended]:
-        """Send, then record every outcome in one batch. Returns calls that ended because of it."""
-        if not deliveries:
-            return []
-        self.inflight.update(d.id for d in deliveries)
+    def dispatch(self, deliveries: list[ClaimedDelivery]) -> None:
+        """Start sending; returns at once. Each delivery records its own outcome."""
+        for delivery in deliveries:
+            self.inflight.add(delivery.id)
+            task = asyncio.create_task(self._send_and_record(delivery))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def idle(self, timeout: float | None = None) -> bool:
+        """Wait for every send in flight (True) or until `timeout` (False)."""
+        if not self.tasks:
+            return True
+        _, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
+        return not pending
+
+    async def _send_and_record(self, delivery: ClaimedDelivery) -> None:
         try:
-            outcomes = await asyncio.gather(*(self._one(d) for d in deliveries))
-            result = await self.store.record_outcomes(list(outcomes))
+            outcome = await self._one(delivery)
+            await self.recorder.record(outcome)
         except asyncio.CancelledError:
-            raise  # shutdown: the ids stay in flight so the engine hands their leases back
-        except BaseException:
-            self.inflight.difference_update(d.id for d in deliveries)
-            raise
-        self.inflight.difference_update(d.id for d in deliveries)
-        for seconds in result.ring_latencies:
-            self.metrics.time_to_ring.observe(seconds)
-        self.on_ended(result.ended)
-        return result.ended
+            raise  # shutdown: the id stays in flight so the engine hands its lease back
+        except Exception as exc:  # not recorded: the lease expires and it is tried again
+            log.error("push_not_recorded", delivery_id=delivery.id, error=type(exc).__name__)
+        self.inflight.discard(delivery.id)
+        if self.settings.prune_quarantine_seconds <= 0:
+            await self.quarantine.settle(self.clock.monotonic())
 
     async def _one(self, delivery: ClaimedDelivery) -> DeliveryOutcome:
         message = delivery.message
         provider = self.providers[message.platform]
         if delivery.void_reason is not None:
-            return self._log_outcome(
-                delivery,
-                DeliveryOutcome(
-                    message.delivery_id,
-                    message.call_id,
-                    OutcomeStatus.FAILED,
-                    provider.name,
-                    delivery.void_reason,
-                ),
-                0.0,
+            failed = DeliveryOutcome(
+                message.delivery_id,
+                message.call_id,
+                OutcomeStatus.FAILED,
+                provider.name,
+                delivery.void_reason,
             )
+            return self._log_outcome(delivery, failed, 0.0)
         started = self.clock.monotonic()
         async with self._limits[message.platform]:
             try:
@@ -88,8 +102,9 @@ class Sender:
                 result = Retry(f"exception:{type(exc).__name__}")
         elapsed = self.clock.monotonic() - started
         self.metrics.push_latency.labels(provider.name).observe(elapsed)
-        outcome = self._outcome(delivery, provider.name, result, elapsed)
-        return self._log_outcome(delivery, outcome, elapsed)
+        return self._log_outcome(
+            delivery, self._outcome(delivery, provider.name, result, elapsed), elapsed
+        )
 
     def _outcome(
         self, delivery: ClaimedDelivery, provider: str, result: PushResult, elapsed: float
@@ -119,13 +134,11 @@ class Sender:
             return make(OutcomeStatus.SENT, provider_message_id=result.provider_message_id)
         if isinstance(result, Permanent):
             self.brake.record(provider, result.prune, now)
-            if not result.prune:
-                return make(OutcomeStatus.FAILED, result.error)
-            allowed = self.brake.allows_prune(provider, now)
-            self._brake_state(provider, engaged=not allowed)
-            if allowed:
-                return make(OutcomeStatus.PRUNED, result.error)
-            return make(OutcomeStatus.FAILED, f"{result.error} (prune braked)")
+            if result.prune:
+                # Failed now (so the call can end unreachable); the device is disabled only
+                # if the brake still allows it when the quarantine is over.
+                self.quarantine.hold(message.delivery_id, provider, now)
+            return make(OutcomeStatus.FAILED, result.error)
         self.brake.record(provider, False, now)
         delay = self._backoff(delivery.attempts, result.retry_after)
         if delivery.attempts >= self.settings.push_max_attempts:
@@ -135,16 +148,6 @@ class Sender:
             return make(OutcomeStatus.FAILED, f"deadline:{result.error}")
         self.metrics.push_retries.labels(provider).inc()
         return make(OutcomeStatus.RETRY, result.error, retry_in=delay)
-
-    def _brake_state(self, provider: str, *, engaged: bool) -> None:
-        if engaged != self._braked.get(provider, False):
-            self._braked[provider] = engaged
-            # Every token looking dead at once is a configuration error (sandbox vs
-            # production, wrong bundle or Firebase project), not dead devices: keep them.
-            (log.error if engaged else log.warning)(
-                "prune_brake_engaged" if engaged else "prune_brake_released", provider=provider
-            )
-        self.metrics.prune_brake.labels(provider).set(1 if engaged else 0)
 
     def _backoff(self, attempts: int, retry_after: float | None) -> float:
         base = self.settings.push_retry_base_seconds * (2 ** max(attempts - 1, 0))
@@ -156,16 +159,8 @@ class Sender:
     ) -> DeliveryOutcome:
         message = delivery.message
         self.metrics.pushes.labels(outcome.provider, message.kind.value, outcome.status.value).inc()
-        if outcome.status is OutcomeStatus.PRUNED:
-            self.metrics.devices_pruned.labels(outcome.provider).inc()
-        event = {
-            OutcomeStatus.SENT: "push_sent",
-            OutcomeStatus.RETRY: "push_retry",
-            OutcomeStatus.FAILED: "push_failed",
-            OutcomeStatus.PRUNED: "device_pruned",
-        }[outcome.status]
         log.info(
-            event,
+            EVENTS[outcome.status],
             call_id=str(message.call_id),
             kind=message.kind.value,
             provider=outcome.provider,

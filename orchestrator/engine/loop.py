@@ -155,12 +155,19 @@ class Engine:
             self.inflight_jobs.difference_update(j.id for j in jobs)
             raise
         self.inflight_jobs.difference_update(j.id for j in jobs)
-        await self.sender.send_all(rings)
-        deliveries = await self.store.claim_deliveries(call_id, self.settings.batch_size)
-        follow_up = await self.sender.send_all(deliveries)
-        # The trigger created stop/missed pushes for the calls we just changed: send them now.
-        for changed in (touched | {e.call_id for e in follow_up}) - {call_id}:
-            await self.sender.send_all(
+        self.sender.dispatch(rings)
+        # Backpressure: never hold more sends in flight than the providers can take.
+        room = 4 * self.settings.push_concurrency - len(self.sender.tasks)
+        deliveries = (
+            await self.store.claim_deliveries(call_id, min(room, self.settings.batch_size))
+            if room > 0
+            else []
+        )
+        self.sender.dispatch(deliveries)
+        # The trigger created stop/missed pushes for the calls we just changed: send them now
+        # (a global sweep's next round claims them anyway, in batches).
+        for changed in touched - {call_id} if call_id else ():
+            self.sender.dispatch(
                 await self.store.claim_deliveries(changed, self.settings.batch_size)
             )
         return len(jobs) + len(deliveries)
@@ -180,22 +187,30 @@ class Engine:
             )
 
     async def _renew_leases(self) -> None:
+        """Keep leases of work in flight alive; settle prune candidates whose time has come."""
         while True:
             await asyncio.sleep(self.settings.lease_seconds / 3)
             try:
                 await self.store.renew(list(self.inflight_jobs), list(self.inflight_deliveries))
             except Exception as exc:
                 log.warning("lease_renewal_failed", error=type(exc).__name__)
+            await self.sender.quarantine.settle(self.clock.monotonic())
 
     async def _drain(self) -> None:
-        """Finish in-flight sweeps within the grace period; give back the rest's leases."""
+        """Finish in-flight sweeps and sends within the grace period; give back the rest."""
+        grace = self.settings.shutdown_grace_seconds
+        started = self.clock.monotonic()
         if self._tasks:
-            _, pending = await asyncio.wait(
-                set(self._tasks), timeout=self.settings.shutdown_grace_seconds
-            )
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        left = max(grace - (self.clock.monotonic() - started), 0.0)
+        if not await self.sender.idle(left):
+            sends = set(self.sender.tasks)
+            for task in sends:
+                task.cancel()
+            await asyncio.gather(*sends, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self.store.release(list(self.inflight_jobs), list(self.inflight_deliveries))
         log.info(

@@ -17,6 +17,7 @@ class EngineSettings:
     push_max_attempts: int = 5
     push_retry_base_seconds: float = 0.5
     push_retry_max_seconds: float = 30.0
+    prune_quarantine_seconds: float = 30.0  # see engine/pruning.py
     job_max_attempts: int = 3
     job_retry_base_seconds: float = 0.5
     shutdown_grace_seconds: float = 10.0

@@ -135,3 +135,24 @@ RENEW = """
 update public.push_deliveries set locked_until = now() + make_interval(secs => $2)
 where id = any($1::bigint[]) and locked_by = $3 and status = 'pending'
 """
+
+# After the quarantine: the device goes (with its audit), or stays because the brake is on.
+SETTLE_PRUNES = """
+with p as (
+  update public.push_deliveries d set status = 'pruned'
+  where d.id = any($1::bigint[]) and d.status = 'failed'
+  returning d.id, d.call_id, d.device_id, d.provider, d.last_error
+), v as (
+  update public.push_devices v set disabled_at = now(), disabled_reason = p.last_error
+  from p where v.id = p.device_id and v.disabled_at is null
+  returning v.id, p.call_id, p.provider, p.last_error
+), a as (
+  insert into public.call_audit (call_id, actor, event, detail)
+  select v.call_id, 'system', 'device_pruned',
+         jsonb_build_object('device_id', v.id, 'provider', v.provider, 'reason', v.last_error)
+  from v
+  returning 1
+)
+update public.push_deliveries d set last_error = d.last_error || ' (prune braked)'
+where d.id = any($2::bigint[]) and d.status = 'failed'
+"""

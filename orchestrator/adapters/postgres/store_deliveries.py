@@ -70,6 +70,10 @@ class DeliveryStoreMixin:
         latencies = [r["ring_latency"] for r in found if r["ring_latency"] is not None]
         return RecordResult(ended, latencies)
 
+    async def settle_prunes(self, prune: list[int], braked: list[int]) -> None:
+        if prune or braked:
+            await self.pool.execute(q.SETTLE_PRUNES, prune, braked)
+
     async def _release_deliveries(self, ids: list[int]) -> None:
         await self.pool.execute(q.RELEASE, ids, self.worker_id)
 
