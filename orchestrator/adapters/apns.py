@@ -1,6 +1,6 @@
 """APNs provider: token auth, HTTP/2 over TLS, one multiplexed connection per host.
 
-A thin client on `h2` rather than aioapns (see docs/push.md, Dependencies): every send has a
+A thin client on `h2` rather than aioapns (see the README's Push delivery section): every send has a
 deadline, a GOAWAY or a dropped connection is a `Retry` for the engine to schedule, and nothing
 that may have reached Apple is ever re-sent behind the engine's back.
 """

@@ -1,4 +1,4 @@
-"""RFC 9457 problem documents with stable `type` URIs (the table in docs/token-server.md)."""
+"""RFC 9457 problem documents with stable `type` URIs (the table in the README's Token server section)."""
 
 from __future__ import annotations
 

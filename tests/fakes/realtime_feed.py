@@ -98,7 +98,9 @@ def _parse(payload: str) -> list[tuple[UUID, str | None]]:
             obj = json.loads(text)
             kind = obj.get("type")
             return [(UUID(str(obj["id"])), kind if kind in ("INSERT", "UPDATE") else None)]
-        return [(UUID(part), None) for part in re.split(r"[,\s]+", text) if part]
+        # The trigger sends "<call id>" or "<call id> <end reason>": the id is the first word.
+        first = re.split(r"[,\s]+", text)[0]
+        return [(UUID(first), None)] if first else []
     except (ValueError, KeyError, TypeError, AttributeError):
         log.warning("feed: ignoring a payload that holds no call id")
         return []
