@@ -56,7 +56,7 @@ class Settings:
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
     metrics_port: int = 9100
-    mqtt_url: str | None = None
+    mqtt_url: str | None = field(default=None, repr=False)  # may hold a password
     mqtt_topic_prefix: str = "v1"
     cors_allow_origins: tuple[str, ...] = ()
     log_format: str = "json"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ import asyncpg
 from aiohttp import web
 
 from orchestrator.adapters.memory import SystemClock
+from orchestrator.adapters.mqtt_relay import run_relay
 from orchestrator.adapters.postgres.listen_source import ListenNotifySource
 from orchestrator.adapters.postgres.migrate import apply_runtime_settings
 from orchestrator.adapters.postgres.pool import create_pool
@@ -161,10 +163,16 @@ async def run_worker(
         providers={p.value: prov.name for p, prov in providers.items()},
     )
     announcer = asyncio.create_task(_announce_when_subscribed(source, hooks.started))
+    # The MQTT fan-out (returns at once without MQTT_URL); one relay is active across workers.
+    relay = asyncio.create_task(run_relay(settings, pool, metrics, stop), name="mqtt-relay")
     try:
         await engine.run(stop, source)
     finally:
         announcer.cancel()
+        if not stop.is_set():
+            relay.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay  # finishes the page in flight and publishes `offline` before the pool goes
         await _close(runners, providers, pool)
         log.info("worker_stopped", worker_id=settings.worker_id)
 

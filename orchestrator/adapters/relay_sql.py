@@ -1,100 +1,68 @@
-"""The MQTT relay's SQL: a snapshot cursor over call_audit (migration 20261201000500).
+"""The MQTT relay's SQL (migration 20261201000500): an id watermark, a txid safety net.
 
-A window is every audit row whose `txid` is visible in the window's snapshot and not in the
-previous one (`done`). Rows of transactions still running at a snapshot are in its xip list and
-fall into the window in which they commit, so rows that commit out of id order are never
-skipped, and a long transaction elsewhere never stalls the relay. Within a window, rows go out
-in id order (a call's status events hold its row lock, so their ids follow their commits).
-Snapshots travel as text: asyncpg has no codec for `pg_snapshot`.
+A round: read the watermark (the last id drawn and the transactions then writing call_audit),
+wait until those transactions have ended, then publish the rows after the cursor up to the
+watermark in id order: they are all committed or never will be, so ids go out in order and
+none is skipped. The same statement also returns the "late" rows: at or below the cursor's id
+yet not visible in its horizon snapshot. There are none unless an assumption broke (see the
+migration); they are published rather than lost. Snapshots travel as text (no asyncpg codec).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import asyncpg
 
 RELAY_NAME = "mqtt"
 # Session advisory lock (two-int space; 7337 is lock_user's, 7338 the migration lock).
 LOCK_SQL = "select pg_try_advisory_lock(7339, 1)"
+WATERMARK_SQL = "select last_id, writers from orchestrator.relay_watermark()"
+# Which of these transactions still write call_audit (the lock goes only at their end).
+WRITING_SQL = """
+select coalesce(array_agg(l.virtualtransaction), '{}') from pg_catalog.pg_locks l
+where l.virtualtransaction = any($1::text[]) and l.locktype = 'relation'
+  and l.relation = 'public.call_audit'::regclass and l.mode = 'RowExclusiveLock'
+"""
 
+_COLUMNS = """a.id, a.call_id, a.event, a.to_status, a.end_reason, a.call_version, a.actor_id,
+       a.occurred_at, c.caller_id, c.callee_id, c.status as now_status,
+       c.end_reason as now_end_reason, c.version as now_version"""
 
-@dataclass(frozen=True, slots=True)
-class Cursor:
-    done: str  # every row visible in this snapshot is published
-    window: str | None = None  # the window being paged through
-    last_id: int = 0  # rows of `window` with id <= last_id are published
-
-    def after_page(self, window: str, last_id: int, full: bool) -> Cursor:
-        """The cursor once a page of `window` ending at `last_id` has been acknowledged."""
-        if full:
-            return replace(self, window=window, last_id=last_id)
-        return Cursor(done=window)  # the window is exhausted
-
-
-# Candidate rows: not visible in `done` means txid >= xmax(done) or txid in xip(done); both
-# are index lookups on call_audit (txid).
-PAGE_SQL = """
-with w as (
-  select $1::text::pg_snapshot as done,
-         coalesce($2::text::pg_snapshot, pg_current_snapshot()) as win
-)
-select w.win::text as win, p.*
-from w left join lateral (
-  select a.id, a.call_id, a.event, a.to_status, a.end_reason, a.call_version, a.actor_id,
-         a.occurred_at, c.caller_id, c.callee_id, c.status as now_status,
-         c.end_reason as now_end_reason, c.version as now_version
-  from (
-    select x.* from public.call_audit x where x.txid >= pg_snapshot_xmax(w.done)
-    union all
-    select x.* from public.call_audit x
-    where x.txid in (select pg_snapshot_xip(w.done))
-  ) a
-  join public.calls c on c.id = a.call_id
-  where a.txid < pg_snapshot_xmax(w.win)
-    and not pg_visible_in_snapshot(a.txid, w.done)
-    and pg_visible_in_snapshot(a.txid, w.win)
-    and a.id > $3
-  order by a.id
-  limit $4
+# $1 cursor id, $2 cursor horizon, $3 watermark, $4 page size.
+PAGE_SQL = f"""
+with s as (select pg_current_snapshot() as now, $2::text::pg_snapshot as horizon)
+select s.now::text as snapshot, p.*
+from s left join lateral (
+  (select true as late, {_COLUMNS}
+   from (select x.* from public.call_audit x
+         where x.txid >= pg_snapshot_xmax(s.horizon) and x.id <= $1
+         union all
+         select x.* from public.call_audit x
+         where x.txid in (select pg_snapshot_xip(s.horizon)) and x.id <= $1) a
+   join public.calls c on c.id = a.call_id
+   where not pg_visible_in_snapshot(a.txid, s.horizon)
+   order by a.id)
+  union all
+  (select false as late, {_COLUMNS}
+   from public.call_audit a join public.calls c on c.id = a.call_id
+   where a.id > $1 and a.id <= $3
+   order by a.id limit $4)
 ) p on true
 """
 
-# The next pages of a window: in id order straight off the primary key from the last id
-# (a catch-up window can hold most of the table; re-sorting it for every page would not do).
-NEXT_PAGE_SQL = """
-select a.id, a.call_id, a.event, a.to_status, a.end_reason, a.call_version, a.actor_id,
-       a.occurred_at, c.caller_id, c.callee_id, c.status as now_status,
-       c.end_reason as now_end_reason, c.version as now_version
-from public.call_audit a
-join public.calls c on c.id = a.call_id
-where a.id > $3
-  and a.txid < pg_snapshot_xmax($2::text::pg_snapshot)
-  and not pg_visible_in_snapshot(a.txid, $1::text::pg_snapshot)
-  and pg_visible_in_snapshot(a.txid, $2::text::pg_snapshot)
-order by a.id
-limit $4
+LOAD_SQL = """
+select last_id, horizon::text as horizon from orchestrator.relay_cursor where name = $1
 """
-
+SEED_SQL = """
+insert into orchestrator.relay_cursor (name, last_id, horizon)
+select $1, coalesce(max(a.id), 0), pg_current_snapshot() from public.call_audit a
+on conflict (name) do nothing
+"""
 SAVE_SQL = """
 update orchestrator.relay_cursor
-set done_snapshot = $2::text::pg_snapshot, window_snapshot = $3::text::pg_snapshot,
-    window_last_id = $4, updated_at = now(), updated_by = $5
+set last_id = $2, horizon = $3::text::pg_snapshot, updated_at = now(), updated_by = $4
 where name = $1
-"""
-
-LOAD_SQL = """
-with seed as (
-  insert into orchestrator.relay_cursor (name, done_snapshot)
-  values ($1, pg_current_snapshot())
-  on conflict (name) do nothing
-  returning done_snapshot, window_snapshot, window_last_id
-)
-select done_snapshot::text as done, window_snapshot::text as win, window_last_id from seed
-union all
-select done_snapshot::text, window_snapshot::text, window_last_id
-from orchestrator.relay_cursor where name = $1
-limit 1
 """
 
 # Every call that has not ended, with its latest audit row (for the retained state).
@@ -111,57 +79,67 @@ where c.status <> 'ended'
 order by a.id
 """
 
-# Age of the oldest audit row the persisted cursor does not cover (0 when none).
+# Age of the first audit row after the persisted cursor (ids follow time closely enough).
 LAG_SQL = """
-select coalesce(extract(epoch from now() - min(a.occurred_at)), 0)::float8
-from orchestrator.relay_cursor r
-cross join lateral (
-  select x.occurred_at, x.txid, x.id from public.call_audit x
-  where x.txid >= pg_snapshot_xmax(r.done_snapshot)
-  union all
-  select x.occurred_at, x.txid, x.id from public.call_audit x
-  where x.txid in (select pg_snapshot_xip(r.done_snapshot))
-) a
-where r.name = $1
-  and not pg_visible_in_snapshot(a.txid, r.done_snapshot)
-  and not coalesce(pg_visible_in_snapshot(a.txid, r.window_snapshot)
-                   and a.id <= r.window_last_id, false)
+select coalesce((
+  select extract(epoch from now() - a.occurred_at)::float8 from public.call_audit a
+  where a.id > (select r.last_id from orchestrator.relay_cursor r where r.name = $1)
+  order by a.id limit 1), 0)
 """
 
 
 @dataclass(frozen=True, slots=True)
+class Cursor:
+    last_id: int  # published: every row with id <= last_id visible in `horizon`
+    horizon: str
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
-    window: str
+    late: list[asyncpg.Record]
     rows: list[asyncpg.Record]
-    full: bool
+    following: Cursor  # the cursor once every row of the page is acknowledged
 
     @property
-    def last_id(self) -> int:
-        return int(self.rows[-1]["id"]) if self.rows else 0
+    def all_rows(self) -> list[asyncpg.Record]:
+        return [*self.late, *self.rows]
 
 
 async def try_lock(conn: asyncpg.Connection) -> bool:
     return bool(await conn.fetchval(LOCK_SQL))
 
 
+async def watermark(conn: asyncpg.Connection) -> tuple[int, list[str]]:
+    row = await conn.fetchrow(WATERMARK_SQL)
+    assert row is not None
+    return int(row["last_id"]), list(row["writers"])
+
+
+async def still_writing(conn: asyncpg.Connection, writers: list[str]) -> list[str]:
+    return list(await conn.fetchval(WRITING_SQL, writers))
+
+
 async def load_cursor(conn: asyncpg.Connection) -> Cursor:
     row = await conn.fetchrow(LOAD_SQL, RELAY_NAME)
+    if row is None:
+        await conn.execute(SEED_SQL, RELAY_NAME)
+        row = await conn.fetchrow(LOAD_SQL, RELAY_NAME)
     assert row is not None
-    return Cursor(row["done"], row["win"], int(row["window_last_id"]))
+    return Cursor(int(row["last_id"]), str(row["horizon"]))
 
 
 async def save_cursor(conn: asyncpg.Connection, cursor: Cursor, worker_id: str) -> None:
-    await conn.execute(SAVE_SQL, RELAY_NAME, cursor.done, cursor.window, cursor.last_id, worker_id)
+    await conn.execute(SAVE_SQL, RELAY_NAME, cursor.last_id, cursor.horizon, worker_id)
 
 
-async def fetch_page(conn: asyncpg.Connection, cursor: Cursor, limit: int) -> Page:
-    args = (cursor.done, cursor.window, cursor.last_id, limit)
-    if cursor.window is not None:
-        rows = await conn.fetch(NEXT_PAGE_SQL, *args)
-        return Page(cursor.window, rows, len(rows) >= limit)
-    rows = await conn.fetch(PAGE_SQL, *args)
-    found = [r for r in rows if r["id"] is not None]
-    return Page(str(rows[0]["win"]), found, len(found) >= limit)
+async def fetch_page(conn: asyncpg.Connection, cursor: Cursor, upto: int, limit: int) -> Page:
+    """Rows after the cursor up to `upto` (a watermark whose writers have ended), and late rows."""
+    found = await conn.fetch(PAGE_SQL, cursor.last_id, cursor.horizon, upto, limit)
+    snapshot = str(found[0]["snapshot"])
+    late = [r for r in found if r["late"]]
+    rows = [r for r in found if r["late"] is False]
+    last = int(rows[-1]["id"]) if len(rows) >= limit else upto
+    return Page(late, rows, Cursor(max(last, cursor.last_id), snapshot))
 
 
 async def open_calls(conn: asyncpg.Connection) -> list[asyncpg.Record]:
