@@ -1,4 +1,4 @@
-"""RFC 9457 problem documents with stable `type` URIs (the table in the README's Token server section)."""
+"""RFC 9457 problem documents with stable `type` URIs (listed in the README, Token server)."""
 
 from __future__ import annotations
 
