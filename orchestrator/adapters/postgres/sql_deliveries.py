@@ -17,10 +17,13 @@ left join auth.users u on u.id = c.caller_id
 
 _LEASE = "locked_until = now() + make_interval(secs => $2), locked_by = $3"
 
-CLAIM = f"""
+
+def _claim(scope: str) -> str:
+    """Lease due pending deliveries ($4 at most), of every call or of one ($5)."""
+    return f"""
 with due as (
   select id from public.push_deliveries
-  where status = 'pending' and next_attempt_at <= now()
+  where {scope} status = 'pending' and next_attempt_at <= now()
     and (locked_until is null or locked_until < now())
   order by next_attempt_at limit $4 for update skip locked
 ), x as (
@@ -30,18 +33,9 @@ with due as (
 {_DELIVERY_VIEW}
 """
 
-CLAIM_FOR_CALL = f"""
-with due as (
-  select id from public.push_deliveries
-  where call_id = $5 and status = 'pending' and next_attempt_at <= now()
-    and (locked_until is null or locked_until < now())
-  order by next_attempt_at limit $4 for update skip locked
-), x as (
-  update public.push_deliveries p set {_LEASE}, attempts = p.attempts + 1
-  from due where p.id = due.id returning p.*
-)
-{_DELIVERY_VIEW}
-"""
+
+CLAIM = _claim("")
+CLAIM_FOR_CALL = _claim("call_id = $5 and")
 
 # Ring every ring-capable device of the callee; the rows are born leased to this worker.
 CREATE_RINGS = f"""

@@ -1,12 +1,14 @@
 """SQL for jobs, timers and pickup. The database clock decides: every `now()` is in SQL."""
 
-# Only the kinds this release knows: during a rolling deploy an older worker must leave a newer
-# release's jobs alone rather than claim (and drop) them.
-CLAIM_JOBS = """
+
+# Only the kinds this release knows ($4 or $5): during a rolling deploy an older worker must
+# leave a newer release's jobs alone rather than claim (and drop) them.
+def _claim(scope: str, kinds: str) -> str:
+    return f"""
 with due as (
   select id from orchestrator.jobs
-  where run_at <= now() and (locked_until is null or locked_until < now())
-    and kind = any($4::text[])
+  where {scope} run_at <= now() and (locked_until is null or locked_until < now())
+    and kind = any({kinds}::text[])
   order by run_at limit $1 for update skip locked
 )
 update orchestrator.jobs j
@@ -15,18 +17,9 @@ from due where j.id = due.id
 returning j.id, j.call_id, j.kind, j.attempts
 """
 
-CLAIM_CALL_JOBS = """
-with due as (
-  select id from orchestrator.jobs
-  where call_id = $4 and run_at <= now() and (locked_until is null or locked_until < now())
-    and kind = any($5::text[])
-  order by run_at limit $1 for update skip locked
-)
-update orchestrator.jobs j
-set locked_until = now() + make_interval(secs => $2), locked_by = $3, attempts = j.attempts + 1
-from due where j.id = due.id
-returning j.id, j.call_id, j.kind, j.attempts
-"""
+
+CLAIM_JOBS = _claim("", "$4")
+CLAIM_CALL_JOBS = _claim("call_id = $4 and", "$5")
 
 FINISH_JOBS = "delete from orchestrator.jobs where id = any($1::bigint[])"
 
