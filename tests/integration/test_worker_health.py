@@ -116,3 +116,39 @@ async def test_a_database_outage_is_not_ready_then_recovers_losing_nothing(
     reason = await direct.fetchval("select end_reason from public.calls where id = $1", during)
     assert reason == "unreachable"  # a has no device: decided after the outage, not lost
     await direct.close()
+
+
+async def test_worker_serve_runs_the_token_server_in_the_same_loop(fresh_dsn: str) -> None:
+    import asyncio
+
+    from orchestrator.worker import WorkerHooks, run_worker
+    from tests.support.services import free_port
+    from tests.support.worker import worker_settings
+
+    port = free_port()
+    settings = worker_settings(
+        fresh_dsn,
+        PORT=str(port),
+        AGORA_APP_ID="970CA35de60c44645bbae8a215061b33",
+        AGORA_APP_CERT="5CFd2fd1755d40ecb72977518be15d3b",
+        SUPABASE_URL="http://127.0.0.1:9",
+        SUPABASE_JWT_SECRET="x" * 40,
+    )
+    hooks = WorkerHooks()
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_worker(settings, stop, serve=True, hooks=hooks))
+    try:
+        await asyncio.wait_for(hooks.started.wait(), 15)
+        status, body = await _get(port, "/readyz")
+        assert status == 200, body
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"http://127.0.0.1:{port}/v1/calls/00000000-0000-0000-0000-000000000000/agora-token"
+            ) as reply,
+        ):
+            assert reply.status == 401  # the token server answers, and wants a JWT
+        assert (await _get(hooks.metrics_port or 0, "/healthz"))[0] == 200
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
