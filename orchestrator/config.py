@@ -11,7 +11,65 @@ from pathlib import Path
 
 from orchestrator.config_parse import ConfigError, Env
 
-__all__ = ["ConfigError", "Settings"]
+__all__ = ["VARIABLES", "ConfigError", "Settings"]
+
+# Every variable the processes read (the contract's and our tuning ones), for tools that must
+# build a clean environment (the benchmark's worker processes).
+VARIABLES: tuple[str, ...] = (
+    "DATABASE_URL",
+    "EVENT_SOURCE",
+    "RECONCILE_INTERVAL_SECONDS",
+    "SUPABASE_URL",
+    "SUPABASE_SERVICE_ROLE_KEY",
+    "SUPABASE_ANON_KEY",
+    "SUPABASE_JWT_SECRET",
+    "AUTH_CHECK_SESSION",
+    "RING_TIMEOUT_SECONDS",
+    "PRUNE_BRAKE_MIN",
+    "PRUNE_BRAKE_RATIO",
+    "MAX_CALL_SECONDS",
+    "CALLS_PER_MINUTE_PER_CALLER",
+    "CALLER_NAME_KEY",
+    "APNS_KEY_FILE",
+    "APNS_KEY_ID",
+    "APNS_TEAM_ID",
+    "APNS_BUNDLE_ID",
+    "APNS_USE_SANDBOX",
+    "APNS_ENDPOINT",
+    "APNS_CA_FILE",
+    "FCM_SERVICE_ACCOUNT_FILE",
+    "FCM_ENDPOINT",
+    "PUSH_DRY_RUN",
+    "AGORA_APP_ID",
+    "AGORA_APP_CERT",
+    "AGORA_TOKEN_VERSION",
+    "TOKEN_TTL_SECONDS",
+    "RATE_LIMIT_PER_USER",
+    "RATE_LIMIT_PER_IP",
+    "TRUSTED_PROXY_HOPS",
+    "REDIS_URL",
+    "HOST",
+    "PORT",
+    "TLS_CERT_FILE",
+    "TLS_KEY_FILE",
+    "METRICS_PORT",
+    "MQTT_URL",
+    "MQTT_TOPIC_PREFIX",
+    "CORS_ALLOW_ORIGINS",
+    "LOG_FORMAT",
+    "LOG_LEVEL",
+    "WORKER_ID",
+    "WORKER_LEASE_SECONDS",
+    "PUSH_TIMEOUT_SECONDS",
+    "PUSH_MAX_ATTEMPTS",
+    "PUSH_RETRY_BASE_SECONDS",
+    "PUSH_CONCURRENCY",
+    "PRUNE_QUARANTINE_SECONDS",
+    "JOB_MAX_ATTEMPTS",
+    "SHUTDOWN_GRACE_SECONDS",
+    "DB_POOL_SIZE",
+    "ORCHESTRATOR_MIGRATIONS_DIR",
+)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator.metrics import Metrics
-from orchestrator.worker import WorkerHooks, run_worker
+from orchestrator.worker import WorkerHooks
 from tests.fakes.apns_server import FakeApns
 from tests.fakes.fcm_server import ERRORS, FakeFcm, Sent
 from tests.fakes.keys import (
@@ -34,7 +34,7 @@ from tests.fakes.keys import (
     write_service_account,
     write_tls,
 )
-from tests.support.worker import worker_settings
+from tests.support.worker import started_worker, worker_settings
 
 Key = tuple[str, str, str]  # (device token, call_id, kind) as the fakes count them
 HANG = None  # a scripted APNs answer: never answer this request
@@ -170,21 +170,9 @@ async def real_worker(dsn: str, fakes: PushFakes, **env: str) -> AsyncIterator[R
     the real APNs and FCM providers from the environment, pointed at the fakes."""
     metrics = Metrics()
     hooks = WorkerHooks(providers=None, metrics=metrics)
-    stop = asyncio.Event()
     settings = worker_settings(dsn, **{**fakes.env, **env})
-    task = asyncio.create_task(run_worker(settings, stop, hooks=hooks))
-    started = asyncio.create_task(hooks.started.wait())
-    await asyncio.wait({task, started}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
-    if not hooks.started.is_set():
-        started.cancel()
-        stop.set()
-        await task  # raises the worker's start-up error
-        raise AssertionError("the worker did not subscribe within 15 s")
-    try:
+    async with started_worker(settings, hooks) as (stop, task):
         yield RealWorker(hooks, metrics, stop, task)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
 
 
 def unique(prefix: str) -> str:

@@ -50,8 +50,17 @@ async def running_worker(
     hooks = WorkerHooks(
         providers={Platform.IOS: provider, Platform.ANDROID: provider}, pickup_hook=pickup_hook
     )
+    async with started_worker(worker_settings(dsn, **env), hooks) as (stop, task):
+        yield RunningWorker(provider, hooks, stop, task)
+
+
+@asynccontextmanager
+async def started_worker(
+    settings: Settings, hooks: WorkerHooks
+) -> AsyncIterator[tuple[asyncio.Event, asyncio.Task[None]]]:
+    """Run the worker until the block ends; enter only once it has subscribed."""
     stop = asyncio.Event()
-    task = asyncio.create_task(run_worker(worker_settings(dsn, **env), stop, hooks=hooks))
+    task = asyncio.create_task(run_worker(settings, stop, hooks=hooks))
     started = asyncio.create_task(hooks.started.wait())
     await asyncio.wait({task, started}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
     if not hooks.started.is_set():
@@ -60,7 +69,7 @@ async def running_worker(
         await task  # raises the worker's start-up error
         raise AssertionError("the worker did not subscribe within 15 s")
     try:
-        yield RunningWorker(provider, hooks, stop, task)
+        yield stop, task
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)
