@@ -10,6 +10,7 @@ from orchestrator.domain.model import EndReason
 from orchestrator.domain.pickup import End, Merge, Ring, decide_pickup
 from orchestrator.domain.work import ClaimedDelivery, Ended, Job, JobKind
 from orchestrator.engine.settings import EngineSettings
+from orchestrator.engine.transient import is_conflict
 from orchestrator.logs import get_logger
 from orchestrator.metrics import Metrics
 from orchestrator.ports import CallStore, Clock
@@ -116,6 +117,13 @@ class JobRunner:
     async def _failed(self, job: Job, exc: Exception) -> None:
         """A job that keeps failing ends its call `failed` instead of blocking it forever."""
         error = type(exc).__name__
+        if is_conflict(exc):  # a lock conflict is no fault of the call: just run it again
+            log.info("job_conflict", call_id=str(job.call_id), kind=job.kind, error=error)
+            try:
+                await self.store.retry_job(job.id, error, 0.05)
+            except Exception:  # the lease expires and the job runs again anyway
+                log.info("job_conflict_not_recorded", call_id=str(job.call_id))
+            return
         self.metrics.jobs.labels(job.kind, "error").inc()
         log.warning(
             "job_failed",

@@ -14,6 +14,7 @@ from orchestrator.engine.brake import Brake, NoBrake
 from orchestrator.engine.deliveries import Sender
 from orchestrator.engine.jobs import JobRunner, PickupHook
 from orchestrator.engine.settings import EngineSettings
+from orchestrator.engine.transient import is_conflict
 from orchestrator.logs import get_logger
 from orchestrator.metrics import Metrics
 from orchestrator.ports import CallStore, Clock, EventSource, PushProvider, Wakeup
@@ -102,7 +103,11 @@ class Engine:
                     self.metrics.queue_age.set(age)
                 due = await self.store.seconds_until_due()
             except Exception as exc:  # the database is away: keep trying, lose nothing
-                log.warning("sweep_failed", error=type(exc).__name__, detail=str(exc)[:200])
+                if is_conflict(exc):  # e.g. a migration's DDL: rolled back, scan again
+                    log.info("sweep_conflict", error=type(exc).__name__)
+                    self._rescan = True
+                else:
+                    log.warning("sweep_failed", error=type(exc).__name__, detail=str(exc)[:200])
                 due, found = self.settings.reconcile_interval / 5, 0
             timeout = self.settings.reconcile_interval if due is None else due
             timeout = min(
@@ -128,7 +133,12 @@ class Engine:
         try:
             await self.sweep(call_id)
         except Exception as exc:
-            log.warning("sweep_failed", call_id=str(call_id), error=type(exc).__name__)
+            if is_conflict(exc):  # rolled back: look at this call again on the next round
+                log.info("sweep_conflict", call_id=str(call_id), error=type(exc).__name__)
+                if call_id is not None:
+                    self.wake(Wakeup(call_id))
+            else:
+                log.warning("sweep_failed", call_id=str(call_id), error=type(exc).__name__)
         finally:
             self._slots.release()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ FILENAME = re.compile(r"^(\d{14})_([a-z0-9_]+)\.sql$")
 EMULATION_SQL = Path(__file__).with_name("emulation.sql")
 # Serialises concurrent `migrate` runs (a release phase and a worker start, say).
 MIGRATE_LOCK = 7338
+LOCK_TIMEOUT = "5s"
+LOCK_ATTEMPTS = 8
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,23 @@ async def migrate(
         for migration in discover(folder):
             if migration.version in done or (upto is not None and migration.version > upto):
                 continue
+            await _apply_one(conn, migration)
+            log.info("migration_applied", version=migration.version, name=migration.name)
+            applied.append(migration.version)
+        return applied
+    finally:
+        await conn.execute("select pg_advisory_unlock($1)", MIGRATE_LOCK)
+
+
+async def _apply_one(conn: asyncpg.Connection, migration: Migration) -> None:
+    """One migration in one transaction. Under running workers its DDL must not queue behind
+    (and block) their traffic for long, nor win a deadlock forever: wait at most
+    LOCK_TIMEOUT for each lock, and on a lock conflict roll back and try again."""
+    delay = 0.2
+    for attempt in range(1, LOCK_ATTEMPTS + 1):
+        try:
             async with conn.transaction():
+                await conn.execute(f"set local lock_timeout = '{LOCK_TIMEOUT}'")
                 await conn.execute(migration.sql)
                 await conn.execute(
                     "insert into supabase_migrations.schema_migrations (version, statements, name)"
@@ -94,11 +113,18 @@ async def migrate(
                     [migration.sql],
                     migration.name,
                 )
-            log.info("migration_applied", version=migration.version, name=migration.name)
-            applied.append(migration.version)
-        return applied
-    finally:
-        await conn.execute("select pg_advisory_unlock($1)", MIGRATE_LOCK)
+            return
+        except (asyncpg.DeadlockDetectedError, asyncpg.LockNotAvailableError) as exc:
+            if attempt == LOCK_ATTEMPTS:
+                raise
+            log.warning(
+                "migration_retry",
+                version=migration.version,
+                attempt=attempt,
+                error=type(exc).__name__,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5)
 
 
 async def apply_runtime_settings(
