@@ -15,6 +15,7 @@ from itertools import count
 import asyncpg
 
 from orchestrator.adapters.postgres.migrate import emulate_supabase, migrate
+from orchestrator.adapters.postgres.pool import create_pool
 
 CALLS_PER_MINUTE = 1_000_000  # the per-caller insert limit, raised in the bench databases
 _serial = count(1)
@@ -27,19 +28,11 @@ def with_database(dsn: str, name: str) -> str:
     return f"{head}/{name}" + (f"?{query}" if query else "")
 
 
-async def _no_reset(_: asyncpg.Connection) -> None:
-    """Client connections keep no session state (every setting is `set local`)."""
-
-
 async def client_pool(dsn: str, size: int) -> asyncpg.Pool:
-    pool: asyncpg.Pool = await asyncpg.create_pool(
-        dsn,
-        min_size=size,
-        max_size=size,
-        reset=_no_reset,
-        server_settings={"application_name": "bench-client"},
+    # The product's own pool (no-op reset: clients' settings are all `set local`).
+    return await create_pool(
+        dsn, size=size, name="bench-client", min_size=size, command_timeout=None
     )
-    return pool
 
 
 class Server:

@@ -58,7 +58,7 @@ async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     import asyncpg
 
     from orchestrator.adapters.postgres.migrate import (
-        apply_runtime_settings,
+        apply_settings_from_env,
         emulate_supabase,
         migrate,
     )
@@ -68,14 +68,7 @@ async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
         if args.emulate_supabase:
             await emulate_supabase(conn)
         applied = await migrate(conn)
-        await apply_runtime_settings(
-            conn,
-            ring_timeout=settings.ring_timeout if settings.ring_timeout_set else None,
-            max_call_seconds=settings.max_call_seconds if settings.max_call_seconds_set else None,
-            calls_per_minute=settings.calls_per_minute_per_caller
-            if settings.calls_per_minute_set
-            else None,
-        )
+        await apply_settings_from_env(conn, settings)
     finally:
         await conn.close()
     print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from orchestrator.adapters.agora_token import VERSIONS, TokenInputError, check_credentials
 from orchestrator.adapters.jwt_verifier import SupabaseVerifier, Verifier, VerifierConfig
+from orchestrator.adapters.postgres.pool import create_pool
 from orchestrator.adapters.rate_limit import RateLimiter
 from orchestrator.config import ConfigError, Settings
 from orchestrator.logs import get_logger
@@ -130,17 +131,13 @@ async def start_site(app: web.Application, settings: Settings) -> web.AppRunner:
     return runner
 
 
-async def _no_reset(_: asyncpg.Connection) -> None:
-    """Pooled connections keep no session state (no SET, LISTEN or temp tables): skip the reset."""
-
-
 async def serve(settings: Settings) -> None:
     """Run the token server alone until cancelled or SIGTERM/SIGINT."""
-    pool = await asyncpg.create_pool(
+    pool = await create_pool(
         settings.require_database(),
+        size=settings.db_pool_size,
+        name="orchestrator-web",
         min_size=0,  # start even while the database is down; /readyz tells
-        max_size=settings.db_pool_size,
-        reset=_no_reset,
     )
     try:
         runner = await start_site(build_app(settings, pool, Metrics()), settings)

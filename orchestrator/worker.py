@@ -14,7 +14,7 @@ from aiohttp import web
 from orchestrator.adapters.memory import SystemClock
 from orchestrator.adapters.mqtt_relay import run_relay
 from orchestrator.adapters.postgres.listen_source import ListenNotifySource
-from orchestrator.adapters.postgres.migrate import apply_runtime_settings
+from orchestrator.adapters.postgres.migrate import apply_settings_from_env
 from orchestrator.adapters.postgres.pool import create_pool
 from orchestrator.adapters.postgres.store import PostgresStore
 from orchestrator.adapters.push_router import build_providers
@@ -69,26 +69,15 @@ def build_source(settings: Settings, dsn: str, metrics: Metrics) -> EventSource:
     return ListenNotifySource(dsn, metrics)
 
 
-async def _apply_settings_when_reachable(settings: Settings, dsn: str, stop: asyncio.Event) -> None:
+async def _apply_settings_when_reachable(
+    settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event
+) -> None:
     """Overwrite the database's timers from the environment, retrying while it is down."""
     delay = 0.2
     while not stop.is_set():
         try:
-            pool = await create_pool(dsn, size=1, name="orchestrator-start")
-            try:
-                async with pool.acquire() as conn:
-                    await apply_runtime_settings(
-                        conn,
-                        ring_timeout=settings.ring_timeout if settings.ring_timeout_set else None,
-                        max_call_seconds=settings.max_call_seconds
-                        if settings.max_call_seconds_set
-                        else None,
-                        calls_per_minute=settings.calls_per_minute_per_caller
-                        if settings.calls_per_minute_set
-                        else None,
-                    )
-            finally:
-                await pool.close()
+            async with pool.acquire() as conn:
+                await apply_settings_from_env(conn, settings)
             return
         except (OSError, ConnectionError) as exc:
             log.warning("database_unavailable", error=type(exc).__name__, retry_in=delay)
@@ -148,7 +137,7 @@ async def run_worker(
     )
     runners.append(health)
     try:
-        await _apply_settings_when_reachable(settings, dsn, stop)
+        await _apply_settings_when_reachable(settings, pool, stop)
         if serve:
             from orchestrator.server import build_app, start_site
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import asyncpg
 
+from orchestrator.config import Settings
 from orchestrator.logs import get_logger
 
 log = get_logger(__name__)
@@ -145,4 +146,16 @@ async def apply_runtime_settings(
         ring_timeout,
         max_call_seconds,
         calls_per_minute,
+    )
+
+
+async def apply_settings_from_env(conn: asyncpg.Connection, settings: Settings) -> None:
+    """`apply_runtime_settings` with the variables the environment explicitly sets."""
+    await apply_runtime_settings(
+        conn,
+        ring_timeout=settings.ring_timeout if settings.ring_timeout_set else None,
+        max_call_seconds=settings.max_call_seconds if settings.max_call_seconds_set else None,
+        calls_per_minute=settings.calls_per_minute_per_caller
+        if settings.calls_per_minute_set
+        else None,
     )

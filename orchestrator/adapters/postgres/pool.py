@@ -14,14 +14,19 @@ async def _no_reset(_: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    dsn: str, *, size: int = 8, name: str = "orchestrator", min_size: int = 1
+    dsn: str,
+    *,
+    size: int = 8,
+    name: str = "orchestrator",
+    min_size: int = 1,
+    command_timeout: float | None = 30,
 ) -> asyncpg.Pool:
     pool: asyncpg.Pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=size,
         reset=_no_reset,
-        command_timeout=30,
+        command_timeout=command_timeout,
         server_settings={"application_name": name},
     )
     return pool
