@@ -69,7 +69,11 @@ VARIABLES: tuple[str, ...] = (
     "SHUTDOWN_GRACE_SECONDS",
     "DB_POOL_SIZE",
     "ORCHESTRATOR_MIGRATIONS_DIR",
+    "PRESENCE_SOURCE",
+    "PRESENCE_TIMEOUT_SECONDS",
+    "AGORA_NCS_SECRET",
 )
+PRESENCE_SOURCES = ("none", "agora", "heartbeat", "agora,heartbeat")
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,12 @@ class Settings:
     job_max_attempts: int = 3
     shutdown_grace_seconds: float = 10.0
     db_pool_size: int = 8
+    # Presence (second release): who tells the server that a participant is still in a call.
+    presence_source: str = "none"
+    presence_source_set: bool = False  # like RING_TIMEOUT_SECONDS: only explicit values count
+    presence_timeout: int = 30
+    presence_timeout_set: bool = False
+    agora_ncs_secret: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -194,6 +204,11 @@ class Settings:
             job_max_attempts=env.integer("JOB_MAX_ATTEMPTS", 3, 1, 100),
             shutdown_grace_seconds=env.number("SHUTDOWN_GRACE_SECONDS", 10, 0, 600),
             db_pool_size=env.integer("DB_POOL_SIZE", 8, 2, 200),
+            presence_source=_presence_source(env.text("PRESENCE_SOURCE")),
+            presence_source_set=env.is_set("PRESENCE_SOURCE"),
+            presence_timeout=env.integer("PRESENCE_TIMEOUT_SECONDS", 30, 5, 300),
+            presence_timeout_set=env.is_set("PRESENCE_TIMEOUT_SECONDS"),
+            agora_ncs_secret=env.text("AGORA_NCS_SECRET"),
         )
         settings._check_pairs()
         return settings
@@ -219,6 +234,10 @@ class Settings:
         ):
             if path and not Path(path).is_file():
                 raise ConfigError(f"{name} points to {path!r}, which is not a readable file")
+
+    @property
+    def presence_agora(self) -> bool:
+        return "agora" in self.presence_source
 
     @property
     def apns_configured(self) -> bool:
@@ -253,3 +272,17 @@ class Settings:
         if not self.agora_app_id or not self.agora_app_cert:
             raise ConfigError("AGORA_APP_ID and AGORA_APP_CERT are required by the token server")
         return self.agora_app_id, self.agora_app_cert
+
+
+def _presence_source(value: str | None) -> str:
+    """`none`, `agora`, `heartbeat` or both (any order, spaces allowed) → the canonical form."""
+    if value is None or not value.strip():
+        return "none"
+    parts = {part.strip().lower() for part in value.split(",") if part.strip()}
+    if parts == {"none"}:
+        return "none"
+    if not parts or not parts <= {"agora", "heartbeat"}:
+        raise ConfigError(
+            f"PRESENCE_SOURCE must be one of {', '.join(PRESENCE_SOURCES)} (got {value!r})"
+        )
+    return ",".join(sorted(parts))

@@ -127,6 +127,11 @@ class CallStore(Protocol):
         """End `max_duration` the accepted calls whose limit has passed."""
         ...
 
+    async def expire_presence(self, jobs: list[Job]) -> list[Ended]:
+        """End the accepted calls a participant has been absent from for the timeout
+        (`connection_lost`, or `completed` when they quit); set the other timers again."""
+        ...
+
     async def end_busy_after_accept(self, job: Job) -> list[Ended]:
         """End `busy` the other ringing calls of the two users of an accepted call."""
         ...

@@ -185,6 +185,10 @@ class MemoryStore:
         await self.finish_jobs([j.id for j in jobs])
         return []
 
+    async def expire_presence(self, jobs: list[Job]) -> list[Ended]:
+        await self.finish_jobs([j.id for j in jobs])  # presence is decided in SQL only
+        return []
+
     async def end_busy_after_accept(self, job: Job) -> list[Ended]:
         await self.finish_jobs([job.id])
         return []

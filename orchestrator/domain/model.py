@@ -21,6 +21,7 @@ class EndReason(StrEnum):
     FAILED = "failed"
     MAX_DURATION = "max_duration"
     GLARE = "glare"
+    CONNECTION_LOST = "connection_lost"  # presence: the participants are no longer in it
 
 
 class Actor(StrEnum):
@@ -57,6 +58,8 @@ class AuditEvent(StrEnum):
     DEVICE_PRUNED = "device_pruned"
     TOKEN_ISSUED = "token_issued"
     OPERATOR_ACTION = "operator_action"
+    PARTICIPANT_JOINED = "participant_joined"
+    PARTICIPANT_LEFT = "participant_left"
 
 
 STATUS_EVENTS = frozenset(

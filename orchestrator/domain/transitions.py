@@ -38,6 +38,8 @@ _SYSTEM_RULES: set[Transition] = (
     )
     | {Transition(Actor.SYSTEM, R, A, None)}  # glare merge only
     | _ends(Actor.SYSTEM, A, EndReason.MAX_DURATION, EndReason.FAILED)
+    # Presence: `completed` (detail.by = 'presence') when the user quit, else connection_lost.
+    | _ends(Actor.SYSTEM, A, EndReason.COMPLETED, EndReason.CONNECTION_LOST)
 )
 
 ALLOWED: frozenset[Transition] = frozenset(

@@ -17,6 +17,7 @@ class JobKind(StrEnum):
     RING_TIMEOUT = "ring_timeout"
     ACCEPTED = "accepted"
     MAX_DURATION = "max_duration"
+    PRESENCE = "presence"
 
 
 @dataclass(frozen=True, slots=True)

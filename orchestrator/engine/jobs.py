@@ -1,4 +1,4 @@
-"""Running claimed jobs: pickups, ring timeouts, max durations, busy-after-accept."""
+"""Running claimed jobs: pickups, ring timeouts, max durations, presence, busy-after-accept."""
 
 from __future__ import annotations
 
@@ -50,6 +50,8 @@ class JobRunner:
                 touched |= await self._guard_batch(batch, self.store.expire_rings)
             elif kind == JobKind.MAX_DURATION:
                 touched |= await self._guard_batch(batch, self.store.expire_accepted)
+            elif kind == JobKind.PRESENCE:
+                touched |= await self._guard_batch(batch, self.store.expire_presence)
             elif kind in (JobKind.PICKUP, JobKind.ACCEPTED):
                 results = await asyncio.gather(*(self._guarded(job) for job in batch))
                 for job_rings, job_touched in results:

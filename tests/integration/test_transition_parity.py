@@ -1,7 +1,7 @@
 """The database and orchestrator.domain.transitions agree on every possible move.
 
 For every (actor, from, to, reason) with actor in caller/callee/system/operator, from and to in
-the three statuses and reason in None + the nine end reasons, the move is attempted against a
+the three statuses and reason in None + the ten end reasons, the move is attempted against a
 real call in `from` (each attempt in a transaction that is rolled back), and the database must
 accept it exactly when `is_allowed` does. Time is the only other input: accepting needs the ring
 deadline ahead (CA004 otherwise) and `missed` needs it passed (the calls_missed_after_deadline
@@ -202,7 +202,7 @@ async def test_sql_transition_table_equals_the_python_table(conn: asyncpg.Connec
         [c[2].value for c in COMBOS],
         [c[3] and c[3].value for c in COMBOS],
     )
-    assert len(rows) == len(COMBOS) == 4 * 3 * 3 * 10
+    assert len(rows) == len(COMBOS) == 4 * 3 * 3 * 11
     sql_allowed = {(r["a"], r["f"], r["t"], r["r"]) for r in rows if r["allowed"]}
     python_allowed = {
         (t.actor.value, t.from_status.value, t.to_status.value, t.end_reason and t.end_reason.value)

@@ -159,3 +159,37 @@ async def apply_settings_from_env(conn: asyncpg.Connection, settings: Settings) 
         if settings.calls_per_minute_set
         else None,
     )
+    await apply_presence_settings(
+        conn,
+        source=settings.presence_source if settings.presence_source_set else None,
+        timeout=settings.presence_timeout if settings.presence_timeout_set else None,
+    )
+
+
+async def apply_presence_settings(
+    conn: asyncpg.Connection, *, source: str | None, timeout: int | None
+) -> None:
+    """PRESENCE_SOURCE / PRESENCE_TIMEOUT_SECONDS into the database (only those explicitly set).
+
+    A change re-times every accepted call, so turning presence on covers calls already running.
+    """
+    if source is None and timeout is None:
+        return
+    async with conn.transaction():
+        changed = await conn.fetchval(
+            """
+            with old as (select source, timeout_seconds from orchestrator.presence_settings)
+            update orchestrator.presence_settings s set
+              source = coalesce($1, s.source), timeout_seconds = coalesce($2, s.timeout_seconds)
+            from old
+            returning (old.source, old.timeout_seconds)
+              is distinct from (s.source, s.timeout_seconds)
+            """,
+            source,
+            timeout,
+        )
+        if changed:
+            await conn.execute(
+                "select orchestrator.presence_reschedule(c.id) from public.calls c"
+                " where c.status = 'accepted'"
+            )

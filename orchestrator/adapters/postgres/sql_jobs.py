@@ -108,6 +108,9 @@ where j.id = any($1::bigint[]) and j.kind = 'max_duration' and c.id = j.call_id
 returning c.id, extract(epoch from c.ended_at - j.run_at)::float8 as lateness
 """
 
+# Presence timers: the rule runs in SQL (migration 20261202000200); not-due timers are set again.
+FIRE_PRESENCE = "select call_id, end_reason, lateness, detail from orchestrator.presence_fire($1)"
+
 # Jobs whose moment has not come (a deadline not reached yet) are kept and released.
 DROP_SETTLED_TIMERS = """
 delete from orchestrator.jobs j

@@ -118,6 +118,14 @@ class PostgresStore(DeliveryStoreMixin):
             await conn.execute(q.RELEASE_JOBS, ids, self.worker_id)
         return [rows.ended(r, EndReason.MAX_DURATION, Status.ACCEPTED) for r in found]
 
+    async def expire_presence(self, jobs: list[Job]) -> list[Ended]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            found = await conn.fetch(q.FIRE_PRESENCE, [j.id for j in jobs])
+        return [
+            rows.ended(r, EndReason(r["end_reason"]), Status.ACCEPTED, json.loads(r["detail"]))
+            for r in found
+        ]
+
     async def end_busy_after_accept(self, job: Job) -> list[Ended]:
         detail = {"reason": "callee_in_call", "call": str(job.call_id)}
         async with self.pool.acquire() as conn, conn.transaction():
