@@ -112,6 +112,24 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.ncs_notices = Counter(
+            "orchestrator_ncs_notices_total",
+            "Agora NCS notices by outcome (applied, recorded, stale, duplicate, ignored, ...)",
+            ["outcome"],
+            registry=r,
+        )
+        self.ncs_write_latency = Histogram(
+            "orchestrator_ncs_write_seconds",
+            "NCS request received to notice durably written",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ncs_notice_lag = Histogram(
+            "orchestrator_ncs_notice_lag_seconds",
+            "Notice written minus its notifyMs (Agora's clock against ours)",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -21,7 +21,7 @@ from orchestrator.adapters.rate_limit import RateLimiter
 from orchestrator.config import ConfigError, Settings
 from orchestrator.logs import get_logger
 from orchestrator.metrics import Metrics
-from orchestrator.tokenserver import handlers
+from orchestrator.tokenserver import handlers, ncs
 from orchestrator.tokenserver.middleware import TOKEN_ROUTE, request_middleware
 from orchestrator.tokenserver.openapi import TOKEN_PATH
 from orchestrator.tokenserver.state import SERVER, Limits, TokenServer
@@ -51,6 +51,7 @@ def build_app(
     verifier: Verifier | None = None,
     limiter: RateLimiter | None = None,
     limits: Limits | None = None,
+    ncs_limits: ncs.NcsLimits | None = None,
 ) -> web.Application:
     """The token server's application; validates its configuration (ConfigError) first."""
     app_id, app_cert = _agora_credentials(settings)
@@ -79,6 +80,7 @@ def build_app(
     )
     app.router.add_post(TOKEN_PATH, handlers.agora_token, name=TOKEN_ROUTE)
     app.router.add_route("OPTIONS", TOKEN_PATH, handlers.preflight)
+    ncs.add_routes(app, ncs_limits)  # POST /v1/agora/events (presence, docs/presence.md)
     for path, handler in (
         ("/healthz", handlers.healthz),
         ("/readyz", handlers.readyz),

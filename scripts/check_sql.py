@@ -18,7 +18,12 @@ FUNCTION = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 TABLE = re.compile(r"create\s+table\s+(?:if\s+not\s+exists\s+)?public\.(\w+)", re.IGNORECASE)
-RPCS = {"public.register_push_device", "public.call_ring_summary", "public.ack_ring"}
+RPCS = {
+    "public.register_push_device",
+    "public.call_ring_summary",
+    "public.ack_ring",
+    "public.call_heartbeat",  # presence (second release)
+}
 
 
 def strip_comments(sql: str) -> str:

@@ -6,6 +6,7 @@ from typing import Any
 
 from orchestrator import __version__
 from orchestrator.tokenserver import problems as p
+from orchestrator.tokenserver.ncs import NCS_PATH
 
 TOKEN_PATH = "/v1/calls/{call_id}/agora-token"
 JSON = "application/json"
@@ -150,3 +151,22 @@ SPEC: dict[str, Any] = {
     },
     "security": [{"supabaseAccessToken": []}],
 }  # fmt: skip
+
+# Agora Notifications (presence, docs/presence.md): signed by NCS, no bearer token.
+SPEC["paths"][NCS_PATH] = {"post": {
+    "operationId": "agoraNotifications",
+    "summary": "Agora NCS channel events (join/leave/destroy) for presence",
+    "security": [],
+    "parameters": [{"name": "Agora-Signature-V2", "in": "header", "required": True,
+                    "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                    "description": "Hex HMAC-SHA256 of the raw body (AGORA_NCS_SECRET)."}],
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["noticeId", "productId", "eventType", "payload"]}}}},
+    "responses": {
+        "200": _ok("Recorded, already recorded, or ignored (logged).",
+                   {"type": "object", "properties": {"ok": {"const": True}}}),
+        "401": _problem("Missing or wrong signature; nothing recorded.", p.UNAUTHORIZED),
+        "413": _problem("Body larger than the notice limit.", p.PAYLOAD_TOO_LARGE),
+        "503": UNAVAILABLE,
+    },
+}}  # fmt: skip

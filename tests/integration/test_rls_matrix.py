@@ -42,6 +42,7 @@ SECURITY_DEFINER_RPCS = {
     "public.register_push_device(text,text,text,text,text)",
     "public.call_ring_summary(uuid)",
     "public.ack_ring(uuid,uuid)",
+    "public.call_heartbeat(uuid)",  # presence (second release)
 }
 
 
