@@ -20,7 +20,8 @@ from orchestrator.domain.push import rfc3339
 
 STATUS_EVENTS = frozenset({"call_created", "call_accepted", "call_ended"})
 CALLEE_EVENTS = frozenset({"push_sent", "push_failed", "device_pruned"})
-BOTH_EVENTS = STATUS_EVENTS | {"operator_action"}
+# Presence changes (participant_joined/left) go to both participants, like status events.
+BOTH_EVENTS = STATUS_EVENTS | {"operator_action", "participant_joined", "participant_left"}
 Row = Mapping[str, Any]
 
 

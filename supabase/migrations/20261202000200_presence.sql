@@ -183,6 +183,7 @@ create function orchestrator.presence_fire(p_jobs bigint[])
 returns table (call_id uuid, end_reason text, lateness float8, detail jsonb)
 language plpgsql set search_path = ''
 as $$
+#variable_conflict use_column
 declare
   v_job record;
   v_due record;
@@ -320,6 +321,7 @@ $$;
 create function public.call_heartbeat(call_id uuid) returns jsonb
 language plpgsql security definer set search_path = ''
 as $$
+#variable_conflict use_column
 declare
   v_uid uuid := auth.uid();
   v_call public.calls;

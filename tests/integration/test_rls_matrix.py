@@ -289,7 +289,11 @@ CALLS_TRANSITIONS: list[Case] = [
     ("acc-back-to-ringing", "acc_callee", UPD, (ACC, "ringing", None), "CA001"),
     ("acc-other-user-completes", "caller", UPD, (ACC, "ended", "completed"), 0),
     ("acc-system-max-duration", "owner", UPD, (ACC, "ended", "max_duration"), 1),
-    ("acc-system-completes", "service_role", UPD, (ACC, "ended", "completed"), "CA001"),
+    # Presence (second release): the system ends `completed` (detail.by = 'presence') or
+    # `connection_lost`; clients may not claim connection_lost.
+    ("acc-system-completes", "service_role", UPD, (ACC, "ended", "completed"), 1),
+    ("acc-system-connection-lost", "owner", UPD, (ACC, "ended", "connection_lost"), 1),
+    ("acc-caller-connection-lost", "acc_caller", UPD, (ACC, "ended", "connection_lost"), "CA001"),
     ("revive-caller-ringing", "caller", UPD, (ENDED, "ringing", None), "CA003"),
     ("revive-callee-accepts", "callee", UPD, (ENDED, "accepted", None), "CA003"),
     ("re-end-caller", "caller", UPD, (ENDED, "ended", "completed"), "CA003"),

@@ -11,6 +11,9 @@ from orchestrator.config import VARIABLES, ConfigError, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT_VARIABLES = {
+    "PRESENCE_SOURCE",
+    "PRESENCE_TIMEOUT_SECONDS",
+    "AGORA_NCS_SECRET",
     "DATABASE_URL",
     "EVENT_SOURCE",
     "RECONCILE_INTERVAL_SECONDS",
@@ -141,3 +144,42 @@ def test_env_example_documents_every_contract_variable() -> None:
         assert re.search(rf'env\.\w+\(\s*"{name}"', source), name
     assert set(VARIABLES) >= CONTRACT_VARIABLES
     assert set(VARIABLES) <= documented | {"ORCHESTRATOR_MIGRATIONS_DIR"}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, "none"),
+        ("none", "none"),
+        ("agora", "agora"),
+        ("heartbeat", "heartbeat"),
+        ("agora,heartbeat", "agora,heartbeat"),
+        (" heartbeat , agora ", "agora,heartbeat"),
+    ],
+)
+def test_presence_source_is_validated_and_canonical(value: str | None, expected: str) -> None:
+    env = {} if value is None else {"PRESENCE_SOURCE": value}
+    settings = Settings.from_env(env)
+    assert settings.presence_source == expected
+    assert settings.presence_source_set is (value is not None)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PRESENCE_SOURCE", "ncs"),
+        ("PRESENCE_SOURCE", "none,agora"),
+        ("PRESENCE_TIMEOUT_SECONDS", "4"),
+        ("PRESENCE_TIMEOUT_SECONDS", "301"),
+        ("PRESENCE_TIMEOUT_SECONDS", "abc"),
+    ],
+)
+def test_presence_variables_refuse_bad_values(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_ncs_secret_never_in_repr() -> None:
+    settings = Settings.from_env({"AGORA_NCS_SECRET": "top-secret-ncs"})
+    assert settings.agora_ncs_secret == "top-secret-ncs"
+    assert "top-secret-ncs" not in repr(settings)

@@ -23,6 +23,7 @@ from orchestrator.domain.pickup import (
 from orchestrator.domain.transitions import ALLOWED, is_allowed, reasons_for
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
+PRESENCE = {EndReason.COMPLETED, EndReason.CONNECTION_LOST}  # the system's presence endings
 
 
 def facts(**overrides: object) -> PickupFacts:
@@ -65,8 +66,8 @@ def test_nothing_leaves_ended_and_nothing_returns_to_ringing() -> None:
                 EndReason.GLARE,
             },
         ),
-        (Actor.SYSTEM, Status.ACCEPTED, {EndReason.MAX_DURATION, EndReason.FAILED}),
-        (Actor.OPERATOR, Status.ACCEPTED, {EndReason.MAX_DURATION, EndReason.FAILED}),
+        (Actor.SYSTEM, Status.ACCEPTED, PRESENCE | {EndReason.MAX_DURATION, EndReason.FAILED}),
+        (Actor.OPERATOR, Status.ACCEPTED, PRESENCE | {EndReason.MAX_DURATION, EndReason.FAILED}),
     ],
 )
 def test_end_reasons_per_actor(actor: Actor, from_status: Status, expected: set[EndReason]) -> None:
