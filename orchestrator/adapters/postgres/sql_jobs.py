@@ -109,7 +109,9 @@ returning c.id, extract(epoch from c.ended_at - j.run_at)::float8 as lateness
 """
 
 # Presence timers: the rule runs in SQL (migration 20261202000200); not-due timers are set again.
-FIRE_PRESENCE = "select call_id, end_reason, lateness, detail from orchestrator.presence_fire($1)"
+FIRE_PRESENCE = """
+select call_id as id, end_reason, lateness, detail from orchestrator.presence_fire($1)
+"""
 
 # Jobs whose moment has not come (a deadline not reached yet) are kept and released.
 DROP_SETTLED_TIMERS = """
