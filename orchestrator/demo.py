@@ -21,7 +21,9 @@ from orchestrator.demo_scenarios import NAMES, SCENARIOS, WITHOUT_DEVICES, Clien
 from orchestrator.domain.work import Job
 from orchestrator.worker import WorkerHooks, run_worker
 
-DEMO_TIMERS = {"ring_timeout": 3, "max_call_seconds": 3}
+# Presence is shorter than the call limit, so the max_duration call (whose apps keep beating)
+# runs into its limit while the connection_lost call (whose apps go silent) ends first.
+DEMO_TIMERS = {"ring_timeout": 3, "max_call_seconds": 8, "presence_timeout": 5}
 
 
 def _out(line: str = "") -> None:
@@ -92,7 +94,10 @@ class Timeline:
                     f"/{row['end_reason']}" if row["end_reason"] else ""
                 )
             detail = json.loads(row["detail"])
-            extra = detail.get("kind") or detail.get("reason") or detail.get("error") or ""
+            extra = (
+                detail.get("kind") or detail.get("reason") or detail.get("error")
+                or detail.get("source") or ""
+            )  # fmt: skip
             _out(
                 f"  {time.monotonic() - self.started:6.2f}s  {who:<9} {row['actor']:<7} "
                 f"{what:<32} {extra}"
@@ -145,6 +150,11 @@ async def run_demo(settings: Settings, *, mqtt: bool = False) -> int:
             ring_timeout_set=True,
             max_call_seconds=DEMO_TIMERS["max_call_seconds"],
             max_call_seconds_set=True,
+            # Heartbeat presence: the apps' call_heartbeat (see demo_scenarios).
+            presence_source="heartbeat",
+            presence_source_set=True,
+            presence_timeout=DEMO_TIMERS["presence_timeout"],
+            presence_timeout_set=True,
             push_dry_run=True,
             metrics_port=0,
             host="127.0.0.1",
@@ -164,6 +174,7 @@ async def run_demo(settings: Settings, *, mqtt: bool = False) -> int:
         _out(
             f"call orchestrator demo: {len(SCENARIOS)} calls, ring timeout "
             f"{DEMO_TIMERS['ring_timeout']} s, max duration {DEMO_TIMERS['max_call_seconds']} s,"
+            f" presence timeout {DEMO_TIMERS['presence_timeout']} s (heartbeats),"
             " pushes dry-run\n"
         )
         timeline = Timeline(await asyncpg.connect(dsn), users)
@@ -187,7 +198,7 @@ async def run_demo(settings: Settings, *, mqtt: bool = False) -> int:
             await asyncio.wait_for(worker, 20)
         results = [(s.name, s.expected, cid) for s, cid in zip(SCENARIOS, call_ids, strict=True)]
         ok = await _summary(conn, results)
-        _out("\nall nine end reasons shown" if ok else "\nsome scenarios did not end as expected")
+        _out("\nall ten end reasons shown" if ok else "\nsome scenarios did not end as expected")
         return 0 if ok else 1
     finally:
         if stop_embedded is not None:

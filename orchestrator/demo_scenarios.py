@@ -58,6 +58,13 @@ class Clients:
                 reason,
             )
 
+    async def heartbeat(self, who: str, call_id: uuid.UUID) -> str:
+        """What an app does every PRESENCE_TIMEOUT_SECONDS / 3 while in a call."""
+        async with self.as_user(who) as conn:
+            reply = json.loads(await conn.fetchval("select public.call_heartbeat($1)", call_id))
+        status: str = reply["status"]
+        return status
+
     async def status(self, call_id: uuid.UUID) -> str:
         value: str = await self.conn.fetchval(
             "select status from public.calls where id = $1", call_id
@@ -143,7 +150,9 @@ async def max_duration(c: Clients) -> uuid.UUID:
     call = await c.call("pam", "quy")
     await c.rang(call)
     await c.set_status("quy", call, "accepted")
-    await c.until(call, "ended")  # the server's max-duration timer fires
+    # Both apps stay in the call, beating, until the server's max-duration timer fires.
+    while await c.heartbeat("pam", call) != "ended" and await c.heartbeat("quy", call) != "ended":
+        await asyncio.sleep(1)
     return call
 
 
@@ -156,6 +165,18 @@ async def glare(c: Clients) -> uuid.UUID:
     return second
 
 
+async def connection_lost(c: Clients) -> uuid.UUID:
+    call = await c.call("tom", "uma")
+    await c.rang(call)
+    await c.set_status("uma", call, "accepted")
+    for _ in range(2):  # both apps beat while they talk ...
+        await c.heartbeat("tom", call)
+        await c.heartbeat("uma", call)
+        await asyncio.sleep(1)
+    await c.until(call, "ended")  # ... then both lose the network: presence ends the call
+    return call
+
+
 SCENARIOS = [
     Scenario("answered, then hung up", "completed", completed),
     Scenario("callee declines", "declined", declined),
@@ -166,6 +187,7 @@ SCENARIOS = [
     Scenario("server fault at pickup", "failed", failed),
     Scenario("call runs past the limit", "max_duration", max_duration),
     Scenario("both call each other", "glare", glare),
+    Scenario("both apps lose the network", "connection_lost", connection_lost),
 ]
 NAMES = [
     "ada",
@@ -187,5 +209,7 @@ NAMES = [
     "quy",
     "ray",
     "sam",
+    "tom",
+    "uma",
 ]
 WITHOUT_DEVICES = {"max"}

@@ -20,10 +20,11 @@ REASONS = (
     "failed",
     "max_duration",
     "glare",
+    "connection_lost",
 )
 
 
-def test_demo_shows_all_nine_end_reasons(fresh_dsn: str) -> None:
+def test_demo_shows_all_ten_end_reasons(fresh_dsn: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "orchestrator", "demo"],
         env={**os.environ, "DATABASE_URL": fresh_dsn, "LOG_FORMAT": "json"},
@@ -33,7 +34,7 @@ def test_demo_shows_all_nine_end_reasons(fresh_dsn: str) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "all nine end reasons shown" in result.stdout
+    assert "all ten end reasons shown" in result.stdout
     summary = result.stdout.split("scenario", 1)[1]
     for reason in REASONS:
         assert f" {reason} " in summary
