@@ -107,6 +107,20 @@ def targets(results: dict[str, Any], *, quick: bool) -> list[dict[str, Any]]:
             "",
         ),
         _target("replicas: no collapse (worst vs 1 worker)", worst, ">=", 50, "%"),
+        _target(
+            "presence timer lateness p99",
+            _get(results, "presence", "timers", "lateness", "p99_ms"),
+            "<=",
+            1000,
+            "ms",
+        ),
+        _target(
+            "NCS answer p99 at 200 notices/s",
+            _get(results, "presence", "ncs", "at_rate_result", "latency", "p99_ms"),
+            "<=",
+            10000,
+            "ms",
+        ),
     ]
     if quick:
         for row in rows:
@@ -379,6 +393,8 @@ def markdown(document: dict[str, Any]) -> str:
             "",
         ]
 
+    out += presence_lines(s.get("presence"))
+
     pr = s.get("profile")
     if pr is not None:
         out += ["## Profile of the hot path (worker, scenario 2's load, pyinstrument)", ""]
@@ -393,6 +409,31 @@ def markdown(document: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(out)
+
+
+def presence_lines(section: Any) -> list[str]:
+    if err := _error(section):
+        return [f"presence not measured: {err}", ""]
+    ncs, tm = section.get("ncs") or {}, section.get("timers") or {}
+    lat = _get(ncs, "at_rate_result", "latency") or {}
+    late = tm.get("lateness") or {}
+    return [
+        "## Presence: NCS endpoint and presence timers",
+        "",
+        f"NCS endpoint ({ncs.get('mode')}), {ncs.get('clients')} concurrent clients: "
+        f"{_fmt(ncs.get('notices_per_s'))} notices/s; at a fixed {_fmt(ncs.get('at_rate'))}"
+        f" notices/s p50 {_fmt(lat.get('p50_ms'), 'ms')}, p99 {_fmt(lat.get('p99_ms'), 'ms')},"
+        f" max {_fmt(lat.get('max_ms'), 'ms')} (statuses "
+        f"{_get(ncs, 'at_rate_result', 'statuses')}); {_fmt(ncs.get('notices_written'))}"
+        " notices written.",
+        "",
+        f"Presence timers: {_fmt(tm.get('calls'))} calls accepted at {_fmt(tm.get('accept_rate'))}"
+        f"/s whose apps never beat (PRESENCE_TIMEOUT_SECONDS={tm.get('timeout_s')}): "
+        f"{_fmt(tm.get('ended_connection_lost'))} ended connection_lost, lateness p50 "
+        f"{_fmt(late.get('p50_ms'), 'ms')}, p99 {_fmt(late.get('p99_ms'), 'ms')}, max "
+        f"{_fmt(late.get('max_ms'), 'ms')}; {_cpu(tm.get('cpu'))}.",
+        "",
+    ]
 
 
 def profile_tables(pr: dict[str, Any], top: int = 12) -> list[str]:
@@ -533,5 +574,12 @@ def _headline(document: dict[str, Any]) -> list[str]:
         rows.append(
             f"| token server: tokens/s, p99 | {_rep(tk['tokens_per_s'])}, "
             f"{_rep(_get(tk, 'latency', 'p99_ms'), 'ms')} |"
+        )
+    ncs = _get(s, "presence", "ncs") or {}
+    if "notices_per_s" in ncs:
+        rows.append(
+            f"| NCS: notices/s, p99 at 200/s; presence timer p99 | {_fmt(ncs['notices_per_s'])}, "
+            f"{_fmt(_get(ncs, 'at_rate_result', 'latency', 'p99_ms'), 'ms')}; "
+            f"{_fmt(_get(s, 'presence', 'timers', 'lateness', 'p99_ms'), 'ms')} |"
         )
     return rows

@@ -20,6 +20,7 @@ from bench import report
 from bench.config import DEFAULT_OUT, REPO, BenchConfig
 from bench.db import Server
 from bench.fakes import Fakes
+from bench.presence import presence
 from bench.procs import logs_folder, remove_logs
 from bench.profile import profile
 from bench.push import push_throughput, token_server
@@ -37,6 +38,7 @@ SCENARIOS: list[tuple[str, str, Scenario]] = [
     ("soak", "5. soak", soak),
     ("push", "6. push throughput", push_throughput),
     ("tokens", "6. token server", token_server),
+    ("presence", "7. presence: NCS endpoint and timers", presence),
 ]
 
 

@@ -15,7 +15,9 @@ import pytest
 
 pytestmark = pytest.mark.postgres
 
-SCENARIOS = ("time_to_ring", "throughput", "timers", "replicas", "soak", "push", "tokens")
+SCENARIOS = (
+    "time_to_ring", "throughput", "timers", "replicas", "soak", "push", "tokens", "presence",
+)  # fmt: skip
 # One number per scenario that only a run that did the work can produce.
 FIGURES = {
     "time_to_ring": ("summary", "p99_ms", "median"),
@@ -25,6 +27,7 @@ FIGURES = {
     "soak": ("rss_mb", "slope_mb_per_min"),
     "push": ("fcm", "engine_per_s", "median"),
     "tokens": ("tokens_per_s", "median"),
+    "presence": ("timers", "lateness", "p99_ms"),
 }
 
 
@@ -67,6 +70,9 @@ def test_quick_bench_writes_every_scenario(fresh_dsn: str, tmp_path: Path) -> No
     # Work really happened, exactly once: every call rang, no push went out twice.
     assert scenarios["time_to_ring"]["lost"] == 0
     assert scenarios["timers"]["still_ringing"] == 0
+    presence = scenarios["presence"]
+    assert presence["timers"]["ended_connection_lost"] == presence["timers"]["calls"]
+    assert presence["ncs"]["notices_per_s"] > 0
     assert scenarios["throughput"]["runs"][0]["worker"]["lifecycles"] > 0
     duplicates = next(t for t in document["targets"] if t["target"].startswith("duplicates"))
     assert duplicates["measured"] == 0

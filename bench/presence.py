@@ -1,0 +1,204 @@
+"""7. Presence: the NCS endpoint of `orchestrator serve` (notices/s, answer latency at a fixed
+200 notices/s) and the lateness of presence timers (calls whose apps never beat)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import itertools
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+import asyncpg
+import orjson
+
+from bench import stats
+from bench.db import create_users
+from bench.procs import CpuMeter, start_token_server, start_worker
+from bench.push import AGORA_APP_CERT, AGORA_APP_ID, ISSUER_BASE, JWT_SECRET
+from bench.scenarios import Context
+
+NCS_SECRET = "bench-ncs-secret"
+NCS_RATE = 200.0  # notices/s for the latency figure (the issue's load)
+PRESENCE_TIMEOUT = 5  # the smallest PRESENCE_TIMEOUT_SECONDS
+_SEQ = itertools.count(1)
+
+
+async def _accepted_calls(conn: asyncpg.Connection, n: int) -> list[uuid.UUID]:
+    """Accepted calls seeded by the system (as a glare merge would accept them)."""
+    users = await create_users(conn, 2 * n, "p")
+    ids = []
+    for i in range(n):
+        async with conn.transaction():
+            call_id = await conn.fetchval(
+                "insert into public.calls (caller_id, callee_id) values ($1, $2) returning id",
+                users[2 * i],
+                users[2 * i + 1],
+            )
+            await conn.execute("update public.calls set status = 'accepted' where id = $1", call_id)
+        ids.append(call_id)
+    return ids
+
+
+def _signed(call_id: uuid.UUID, uid: int) -> tuple[bytes, dict[str, str]]:
+    seq = next(_SEQ)
+    body = orjson.dumps({
+        "noticeId": uuid.uuid4().hex, "productId": 1, "eventType": 103 + 1 * (seq % 2),
+        "notifyMs": int(time.time() * 1000), "sid": uuid.uuid4().hex,
+        "payload": {"channelName": str(call_id), "uid": uid, "platform": 1,
+                    "clientSeq": seq, "reason": 2, "ts": int(time.time())},
+    })  # fmt: skip
+    signature = hmac.new(NCS_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return body, {"Agora-Signature-V2": signature, "Content-Type": "application/json"}
+
+
+async def _post(http: aiohttp.ClientSession, url: str, calls: list[uuid.UUID], i: int) -> int:
+    body, headers = _signed(calls[i % len(calls)], 1 + (i // len(calls)) % 2)
+    async with http.post(url, data=body, headers=headers) as response:
+        await response.read()
+        return response.status
+
+
+async def _closed_loop(url: str, calls: list[uuid.UUID], clients: int, seconds: float) -> float:
+    counter = itertools.count()
+    ok = 0
+    until = time.monotonic() + seconds
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as http:
+
+        async def client() -> None:
+            nonlocal ok
+            while time.monotonic() < until:
+                status = await _post(http, url, calls, next(counter))
+                ok += status == 200  # after the await: `ok += await …` would lose updates
+
+        started = time.monotonic()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        return ok / (time.monotonic() - started)
+
+
+async def _open_loop(
+    url: str, calls: list[uuid.UUID], rate: float, seconds: float
+) -> dict[str, Any]:
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as http:
+
+        async def one(i: int) -> None:
+            began = time.monotonic()
+            status = await _post(http, url, calls, i)
+            latencies.append(time.monotonic() - began)
+            statuses[status] = statuses.get(status, 0) + 1
+
+        tasks = []
+        start = time.monotonic()
+        for i in range(int(rate * seconds)):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)  # the schedule of an open-loop load, not a sync
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+    return {"statuses": {str(k): v for k, v in sorted(statuses.items())},
+            "latency": stats.latency_ms(latencies)}  # fmt: skip
+
+
+async def _ncs(ctx: Context) -> dict[str, Any]:
+    cfg = ctx.config
+    seconds = 1.0 if cfg.quick else 5.0
+    async with ctx.server.database("ncs") as dsn:
+        conn = await asyncpg.connect(dsn)
+        # Presence on, with a timeout no run reaches: only the endpoint is measured.
+        await conn.execute(
+            "update orchestrator.presence_settings set source = 'agora', timeout_seconds = 300"
+        )
+        calls = await _accepted_calls(conn, 50 if cfg.quick else 200)
+        server, base = await start_token_server(
+            dsn, SUPABASE_URL=ISSUER_BASE, SUPABASE_JWT_SECRET=JWT_SECRET,
+            AGORA_APP_ID=AGORA_APP_ID, AGORA_APP_CERT=AGORA_APP_CERT,
+            AGORA_NCS_SECRET=NCS_SECRET, DB_POOL_SIZE=str(cfg.worker_pool),
+        )  # fmt: skip
+        url = f"{base}/v1/agora/events"
+        try:
+            await _closed_loop(url, calls, 4, 0.3)  # warm-up
+            with CpuMeter([server]) as cpu:
+                per_s = await _closed_loop(url, calls, cfg.token_clients, seconds)
+            fixed = await _open_loop(url, calls, NCS_RATE, seconds)
+        finally:
+            await server.stop()
+        written = await conn.fetchval("select count(*) from orchestrator.ncs_notices")
+        await conn.close()
+    ctx.log(f"  NCS endpoint: {per_s:.0f} notices/s; at {NCS_RATE:.0f}/s p99"
+            f" {fixed['latency'].get('p99_ms')} ms")  # fmt: skip
+    return {
+        "mode": "`orchestrator serve`, signed notices (join/leave alternating), durable writes",
+        "clients": cfg.token_clients,
+        "seconds": seconds,
+        "notices_per_s": round(per_s, 1),
+        "at_rate": NCS_RATE,
+        "at_rate_result": fixed,
+        "notices_written": written,
+        "cpu": cpu.as_dict(),
+    }
+
+
+async def _timers(ctx: Context) -> dict[str, Any]:
+    """Calls accepted at a steady rate whose apps never beat: each is due PRESENCE_TIMEOUT s
+    after its accept; lateness = ended_at − due on the database clock."""
+    cfg = ctx.config
+    rate, seconds = (50.0, 2.0) if cfg.quick else (100.0, 10.0)
+    n = int(rate * seconds)
+    async with ctx.server.database("presence") as dsn:
+        conn = await asyncpg.connect(dsn)
+        users = await create_users(conn, 2 * n, "t")
+        worker = await start_worker(
+            dsn, "presence", PRESENCE_SOURCE="heartbeat",
+            PRESENCE_TIMEOUT_SECONDS=str(PRESENCE_TIMEOUT), **ctx.worker_env(pushes=False),
+        )  # fmt: skip
+        try:
+            with CpuMeter([worker]) as cpu:
+                start = time.monotonic()
+                for i in range(n):
+                    delay = start + i / rate - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)  # open-loop schedule
+                    async with conn.transaction():
+                        call_id = await conn.fetchval(
+                            "insert into public.calls (caller_id, callee_id) values ($1, $2)"
+                            " returning id",
+                            users[2 * i],
+                            users[2 * i + 1],
+                        )
+                        await conn.execute(
+                            "update public.calls set status = 'accepted' where id = $1", call_id
+                        )
+                deadline = time.monotonic() + PRESENCE_TIMEOUT + 30
+                while time.monotonic() < deadline and await conn.fetchval(
+                    "select exists (select 1 from public.calls where status = 'accepted')"
+                ):
+                    await asyncio.sleep(0.2)
+        finally:
+            await worker.stop()
+        rows = await conn.fetch(
+            "select end_reason, extract(epoch from ended_at - accepted_at"
+            " - make_interval(secs => $1))::float8 as late from public.calls",
+            PRESENCE_TIMEOUT,
+        )
+        await conn.close()
+    lateness = [r["late"] for r in rows if r["end_reason"] == "connection_lost"]
+    result = {
+        "calls": n,
+        "accept_rate": rate,
+        "timeout_s": PRESENCE_TIMEOUT,
+        "ended_connection_lost": len(lateness),
+        "lateness": stats.latency_ms(lateness),
+        "cpu": cpu.as_dict(),
+    }
+    ctx.log(f"  presence timers: {len(lateness)}/{n} ended, lateness p99"
+            f" {result['lateness'].get('p99_ms')} ms")  # fmt: skip
+    return result
+
+
+async def presence(ctx: Context) -> dict[str, Any]:
+    return {"ncs": await _ncs(ctx), "timers": await _timers(ctx)}
