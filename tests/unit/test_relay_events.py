@@ -41,6 +41,8 @@ def row(event_id: int, event: str, **values: Any) -> dict[str, Any]:
         ("call_created", None, {CALLER, CALLEE}),
         ("call_ended", None, {CALLER, CALLEE}),
         ("operator_action", None, {CALLER, CALLEE}),
+        ("participant_joined", None, {CALLER, CALLEE}),  # presence: both participants
+        ("participant_left", None, {CALLER, CALLEE}),
         ("token_issued", CALLER, {CALLER}),
         ("token_issued", CALLEE, {CALLEE}),
         ("push_sent", None, {CALLEE}),
