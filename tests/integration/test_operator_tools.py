@@ -167,7 +167,10 @@ async def test_end_refuses_reasons_an_operator_may_not_use(fresh_dsn: str) -> No
     accepted = await insert_call(conn, other_caller, other_callee)
     await client_update(conn, other_callee, accepted, "accepted")
     code, out, _ = await cli(fresh_dsn, "call", "end", str(accepted), "--reason", "busy")
-    assert code == 2 and "accepted call with: failed, max_duration" in out
+    # Presence (second release) added the system's completed and connection_lost.
+    assert (
+        code == 2 and "accepted call with: completed, connection_lost, failed, max_duration" in out
+    )
     # Nothing changed and nothing was audited for the refused attempts.
     rows = await conn.fetch(
         "select id, status, version from public.calls where id = any($1)", [ringing, accepted]
