@@ -86,6 +86,7 @@ class Engine:
 
     async def _loop(self, stop: asyncio.Event, stopper: asyncio.Task[bool]) -> None:
         last_stats = -1e9
+        scan_at: float | None = None
         while not stop.is_set():
             self._kick.clear()
             rescan, targets = self._rescan, self._targets
@@ -93,6 +94,7 @@ class Engine:
             found = 0
             try:
                 if rescan:
+                    scan_at = None  # this scan covers every timer due so far
                     found = await self._sweep_all()
                 for call_id in targets:
                     await self._spawn(call_id)
@@ -114,14 +116,20 @@ class Engine:
                 max(timeout, 0.0 if found else self.settings.idle_floor_seconds),
                 self.settings.reconcile_interval,
             )
+            # When the next timer (or the backstop) is due, on the local monotonic clock, kept
+            # across rounds: a steady stream of client wake-ups (each only for its own call)
+            # must not keep a due timer of another call waiting.
+            candidate = self.clock.monotonic() + timeout
+            scan_at = candidate if scan_at is None else min(scan_at, candidate)
             if timeout > 0 and not self._kick.is_set():
                 kicked = asyncio.create_task(self._kick.wait())
                 await asyncio.wait(
                     {kicked, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                 )
                 kicked.cancel()
-            if not self._kick.is_set() or timeout <= 0:
+            if not self._kick.is_set() or timeout <= 0 or self.clock.monotonic() >= scan_at:
                 self._rescan = True  # a timer fell due, or the backstop interval passed
+                scan_at = None
 
     async def _spawn(self, call_id: UUID | None) -> None:
         await self._slots.acquire()

@@ -313,3 +313,31 @@ async def test_worker_serve_answers_ncs(fresh_dsn: str, conn: asyncpg.Connection
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)
+
+
+async def test_a_stream_of_wake_ups_for_other_calls_does_not_delay_the_timer(
+    fresh_dsn: str, conn: asyncpg.Connection
+) -> None:
+    """Client writes wake the worker for their own call, hundreds of times a second here: a
+    presence timer of another call must still fire on time (the loop once starved such timers:
+    every wake-up came before the idle floor ran out, so the global scan never ran)."""
+    noise = [await asyncpg.connect(fresh_dsn) for _ in range(3)]
+    stop = asyncio.Event()
+
+    async def wake_ups(link: asyncpg.Connection) -> None:
+        while not stop.is_set():
+            await link.execute("select pg_notify('orchestrator_calls', gen_random_uuid()::text)")
+            await asyncio.sleep(0.003)  # the rate of the stream, not a synchronisation
+
+    async with running_worker(fresh_dsn, PRESENCE_SOURCE="agora"):
+        streams = [asyncio.create_task(wake_ups(link)) for link in noise]
+        try:
+            call = await accepted_call(conn)
+            row = await ended(conn, call, TIMEOUT + 3)
+        finally:
+            stop.set()
+            await asyncio.gather(*streams)
+            for link in noise:
+                await link.close()
+    assert row["end_reason"] == "connection_lost"
+    assert TIMEOUT <= seconds(row["ended_at"], row["accepted_at"]) <= TIMEOUT + 1
