@@ -38,7 +38,7 @@ SCENARIOS: list[tuple[str, str, Scenario]] = [
     ("soak", "5. soak", soak),
     ("push", "6. push throughput", push_throughput),
     ("tokens", "6. token server", token_server),
-    ("presence", "7. presence: NCS endpoint and timers", presence),
+    ("presence", "8. presence: NCS endpoint and timers", presence),
 ]
 
 
