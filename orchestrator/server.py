@@ -62,6 +62,8 @@ def build_app(
             token_ttl_seconds=settings.token_ttl_seconds,
             recommended=f"{low}-{high}",
         )
+    if settings.presence_agora and not settings.agora_ncs_secret:
+        log.warning("ncs_secret_missing", detail="PRESENCE_SOURCE uses agora: set AGORA_NCS_SECRET")
     owns_verifier = verifier is None
     if verifier is None:
         verifier = SupabaseVerifier(VerifierConfig.from_settings(settings))
