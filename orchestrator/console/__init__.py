@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from orchestrator.console import views
+from orchestrator.console import actions, views
 
 __all__ = ["add_routes"]
 
@@ -23,7 +23,7 @@ def add_routes(app: web.Application) -> None:
         ("/console/static/console.css", views.style),
     ):
         router.add_get(path, handler, allow_head=False)
-    router.add_post("/console/session", views.start_session)
-    router.add_post("/console/logout", views.logout)
-    router.add_post("/console/calls/{call_id}/end", views.end_call)
-    router.add_post("/console/calls/{call_id}/redrive", views.redrive)
+    router.add_post("/console/session", actions.start_session)
+    router.add_post("/console/logout", actions.logout)
+    router.add_post("/console/calls/{call_id}/end", actions.end_call)
+    router.add_post("/console/calls/{call_id}/redrive", actions.redrive)

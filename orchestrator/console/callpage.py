@@ -11,10 +11,15 @@ from orchestrator.console.timeline import LANE_TITLES, Timeline, device_name
 WIDTH, LEFT, ROW = 1000, 150, 34
 
 
+def _tick(value: float, duration: float) -> str:
+    digits = 0 if duration >= 20 else 1 if duration >= 2 else 2 if duration >= 0.2 else 3
+    return f"+{value:.{digits}f}s"
+
+
 def axis_svg(t: Timeline) -> str:
     """Lanes as rows, events as numbered dots on a time axis relative to created_at."""
     height = ROW * len(t.lanes) + 30
-    span = WIDTH - LEFT - 20
+    span = WIDTH - LEFT - 50
     parts = [
         f'<svg class="axis" viewBox="0 0 {WIDTH} {height}" role="img"'
         ' aria-label="timeline of the call, lanes by participant">'
@@ -26,13 +31,19 @@ def axis_svg(t: Timeline) -> str:
     base = ROW * len(t.lanes) + 20
     for tick in range(5):
         x = LEFT + span * tick / 4
-        parts.append(f'<text x="{x - 12:.0f}" y="{base}">+{t.duration * tick / 4:.1f}s</text>')
+        label = _tick(t.duration * tick / 4, t.duration)
+        parts.append(f'<text x="{x - 12:.0f}" y="{base}">{label}</text>')
+    last_x: dict[str, float] = {}
     for n, ev in enumerate(t.events, 1):
         x = LEFT + span * ev.offset / t.duration
         y = ROW * t.lanes.index(ev.lane) + ROW // 2 + 4
+        # Events close together in one lane: shift the number sideways so both stay readable.
+        crowded = x - last_x.get(ev.lane, -100.0) < 14
+        label_x = last_x[ev.lane] + 14 if crowded else x - 3
+        last_x[ev.lane] = label_x if crowded else x
         parts.append(
             f'<g class="k-{e(ev.kind)}"><circle cx="{x:.1f}" cy="{y}" r="7"/>'
-            f'<text x="{x - 3:.1f}" y="{y - 10}">{n}</text>'
+            f'<text x="{label_x:.1f}" y="{y - 10}">{n}</text>'
             f"<title>{n}. +{ev.offset:.3f} s {e(ev.label)}</title></g>"
         )
     parts.append("</svg>")

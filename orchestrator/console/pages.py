@@ -22,6 +22,8 @@ def ts(value: datetime | None) -> str:
 def secs(value: float | None) -> str:
     if value is None:
         return "—"
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
     return f"{value:.1f} s" if value < 120 else f"{value / 60:.1f} min"
 
 

@@ -112,18 +112,22 @@ form.inline { display: inline-flex; flex-wrap: wrap; gap: .4rem; align-items: ce
 input, select, button, textarea { font: inherit; padding: .3rem .5rem; }
 button { cursor: pointer; }
 button.danger { color: #fff; background: var(--bad); border: 0; border-radius: 4px; }
-.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(260px, 1fr)); gap: 1rem; }
+.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(340px, 1fr)); gap: 1rem; }
 .grid section { margin: 0; }
 svg.axis { width: 100%; height: auto; display: block; }
 svg.axis text { font-size: 12px; fill: var(--muted); }
 svg.axis .lane { stroke: var(--line); }
-svg.axis circle { stroke: #fff; stroke-width: 1.5; }
-.k-call_ended, svg .k-call_ended { fill: var(--bad); }
+svg.axis circle { stroke: #fff; stroke-width: 1.5; fill: var(--accent); }
+svg.axis .k-call_ended circle, svg.axis .k-push_failed circle,
+svg.axis .k-device_pruned circle { fill: var(--bad); }
+svg.axis .k-ack circle, svg.axis .k-call_accepted circle { fill: var(--good); }
+svg.axis .k-operator_action circle { fill: var(--warn); }
 tr.event td.lane-cell:empty { background: transparent; }
 tr.event td.hit { font-weight: 500; }
 .signin { max-width: 420px; margin: 2rem auto; }
 .signin form { display: grid; gap: .5rem; margin-bottom: 1rem; }
 @media (max-width: 700px) {
+  svg.axis { min-width: 640px; }  /* scrolls sideways in its section, stays readable */
   main { padding: .5rem; }
   table.timeline thead { display: none; }
   table.timeline tr.event { display: block; border-bottom: 1px solid var(--line);

@@ -108,7 +108,8 @@ def audit_label(row: Row, deliveries: Mapping[int, Row]) -> str:
         extra = detail.get("end_reason") or (
             f"{len(detail.get('deliveries', []))} deliveries" if action == "redrive" else ""
         )
-        return f"Operator: {action}" + (f" ({extra})" if extra else "")
+        who = row.get("actor_email") or detail.get("operator") or "?"
+        return f"Operator {who}: {action}" + (f" ({extra})" if extra else "")
     if event in ("participant_joined", "participant_left"):
         verb = "Joined the channel" if event == "participant_joined" else "Left the channel"
         extra = safe_detail({k: v for k, v in detail.items() if k != "uid"})

@@ -6,17 +6,15 @@ from __future__ import annotations
 from urllib.parse import quote
 from uuid import UUID
 
-from aiohttp import hdrs, web
+from aiohttp import web
 
-from orchestrator.adapters.jwt_verifier import AuthError, AuthUnavailable, bearer_token
 from orchestrator.adapters.postgres import console_store as store
-from orchestrator.adapters.rate_limit import RateLimited, RateLimitUnavailable
 from orchestrator.console import auth, callpage, pages, static
 from orchestrator.console.timeline import build
 from orchestrator.domain.model import Status
 from orchestrator.operator import operator_reasons
 from orchestrator.tokenserver import problems as p
-from orchestrator.tokenserver.state import CURRENT, SERVER
+from orchestrator.tokenserver.state import SERVER
 
 NOT_OPERATOR = p.ProblemType("not-an-operator", 403, "Not an operator", "forbidden")
 DONE = {"end": "The call was ended.", "redrive": "Failed deliveries were queued again."}
@@ -31,7 +29,7 @@ def _headers(request: web.Request) -> dict[str, str]:
             f" connect-src 'self' {auth_origin}; form-action 'self'; frame-ancestors 'none';"
             " base-uri 'none'"
         ).replace("  ", " "),
-        "Referrer-Policy": "no-referrer",
+        "Referrer-Policy": "same-origin",  # "no-referrer" makes Chromium send Origin: null
         "X-Frame-Options": "DENY",
     }
 
@@ -50,7 +48,7 @@ def see_other(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
 
 
-async def _session(request: web.Request) -> auth.Session | web.Response:
+async def require_session(request: web.Request) -> auth.Session | web.Response:
     session = await auth.current_session(request)
     if session is not None:
         return session
@@ -59,22 +57,7 @@ async def _session(request: web.Request) -> auth.Session | web.Response:
     raise p.Problem(p.UNAUTHORIZED, "An operator session is required.", reason="no_console_session")
 
 
-async def _action(request: web.Request) -> auth.Session | web.Response:
-    """Session cookie + CSRF token + (when sent) our own Origin, or a 403 that changes nothing."""
-    form = await request.post()
-    session = await auth.current_session(request) if auth.same_origin(request) else None
-    given = form.get("csrf_token")
-    if session is None or not auth.csrf_ok(
-        session.cookie_value, given if isinstance(given, str) else None
-    ):
-        CURRENT.get().reason = "csrf"
-        return html(
-            request, pages.error(403, "Refused: no valid session or CSRF token.", None), 403
-        )
-    return session
-
-
-def _uuid(raw: str) -> UUID | None:
+def parse_uuid(raw: str) -> UUID | None:
     try:
         return UUID(raw)
     except ValueError:
@@ -88,58 +71,6 @@ async def signin(request: web.Request) -> web.Response:
     return html(request, pages.signin(settings.supabase_url or "", settings.supabase_anon_key))
 
 
-async def start_session(request: web.Request) -> web.Response:
-    server, ctx = request.app[SERVER], CURRENT.get()
-    try:
-        await server.limiter.hit_ip(ctx.client_ip)
-    except RateLimited as exc:
-        headers = {"Retry-After": str(exc.retry_after)}
-        raise p.Problem(p.RATE_LIMITED, reason="ip_limit", headers=headers) from None
-    except RateLimitUnavailable:
-        raise p.Problem(p.UNAVAILABLE, reason="rate_limit_storage") from None
-    await request.read()
-    try:
-        identity = await server.verifier.verify(
-            bearer_token(request.headers.getall(hdrs.AUTHORIZATION, []))
-        )
-    except AuthError as exc:
-        raise p.Problem(p.UNAUTHORIZED, "The access token is invalid.", reason=exc.reason) from None
-    except AuthUnavailable:
-        raise p.Problem(p.UNAVAILABLE, reason="auth_unavailable") from None
-    ctx.user_id = identity.user_id
-    if not auth.is_operator(identity.claims):
-        raise p.Problem(
-            NOT_OPERATOR, "This account is not a console operator.", reason="not_operator"
-        )
-    value = auth.new_cookie_value()
-    lifetime = await store.create_session(
-        server.pool,
-        auth.token_hash(value),
-        check_session=server.settings.auth_check_session,
-        user_id=identity.user_id,
-        auth_session_id=identity.session_id,
-        expires_at=float(identity.claims["exp"]),
-    )
-    if lifetime is None:
-        raise p.Problem(
-            p.UNAUTHORIZED, "The session has ended; sign in again.", reason="session_ended"
-        )
-    response = web.Response(status=204)
-    auth.set_cookie(response, request, value, max(int(lifetime), 1))
-    ctx.outcome = "console_session"
-    return response
-
-
-async def logout(request: web.Request) -> web.Response:
-    session = await _action(request)
-    if isinstance(session, web.Response):
-        return session
-    await store.delete_session(request.app[SERVER].pool, auth.token_hash(session.cookie_value))
-    response = see_other("/console/signin")
-    auth.clear_cookie(response, request)
-    return response
-
-
 async def _snapshot_html(request: web.Request) -> str:
     server = request.app[SERVER]
     snap = await store.now_snapshot(server.pool)
@@ -149,20 +80,20 @@ async def _snapshot_html(request: web.Request) -> str:
 
 
 async def now(request: web.Request) -> web.Response:
-    session = await _session(request)
+    session = await require_session(request)
     if isinstance(session, web.Response):
         return session
     return html(request, pages.now_page(await _snapshot_html(request), session))
 
 
 async def now_fragment(request: web.Request) -> web.Response:
-    session = await _session(request)
+    session = await require_session(request)
     if isinstance(session, web.Response):
         return session
     return html(request, await _snapshot_html(request))
 
 
-async def _call_view(
+async def call_view(
     request: web.Request,
     session: auth.Session,
     call_id: UUID | None,
@@ -185,46 +116,18 @@ async def _call_view(
 
 
 async def call(request: web.Request) -> web.Response:
-    session = await _session(request)
+    session = await require_session(request)
     if isinstance(session, web.Response):
         return session
     message = DONE.get(request.query.get("done", ""), "")
-    return await _call_view(request, session, _uuid(request.match_info["call_id"]), message)
-
-
-async def end_call(request: web.Request) -> web.Response:
-    session = await _action(request)
-    if isinstance(session, web.Response):
-        return session
-    call_id, reason = _uuid(request.match_info["call_id"]), (await request.post()).get("reason")
-    if call_id is None or not isinstance(reason, str):
-        return await _call_view(request, session, call_id, "A reason is required.", ok=False)
-    result = await store.end_call(
-        request.app[SERVER].pool, call_id, reason, session.operator.user_id
-    )
-    if not result.ok:
-        return await _call_view(request, session, call_id, result.message, ok=False)
-    return see_other(f"/console/calls/{call_id}?done=end")
-
-
-async def redrive(request: web.Request) -> web.Response:
-    session = await _action(request)
-    if isinstance(session, web.Response):
-        return session
-    call_id = _uuid(request.match_info["call_id"])
-    if call_id is None:
-        return html(request, pages.error(404, "No such call.", session), 404)
-    result = await store.redrive_call(request.app[SERVER].pool, call_id, session.operator.user_id)
-    if not result.ok:
-        return await _call_view(request, session, call_id, result.message, ok=False)
-    return see_other(f"/console/calls/{call_id}?done=redrive")
+    return await call_view(request, session, parse_uuid(request.match_info["call_id"]), message)
 
 
 async def user(request: web.Request) -> web.Response:
-    session = await _session(request)
+    session = await require_session(request)
     if isinstance(session, web.Response):
         return session
-    user_id = _uuid(request.match_info["user_id"])
+    user_id = parse_uuid(request.match_info["user_id"])
     if user_id is None:
         return html(request, pages.error(404, "No such user.", session), 404)
     found, calls = await store.user_calls(request.app[SERVER].pool, user_id)
@@ -233,11 +136,11 @@ async def user(request: web.Request) -> web.Response:
 
 async def find(request: web.Request) -> web.Response:
     """A call id opens the call, a user id or an email that user's recent calls."""
-    session = await _session(request)
+    session = await require_session(request)
     if isinstance(session, web.Response):
         return session
     pool, q = request.app[SERVER].pool, request.query.get("q", "").strip()
-    as_uuid = _uuid(q)
+    as_uuid = parse_uuid(q)
     if as_uuid is not None:
         if await store.load_call(pool, as_uuid) is not None:
             return see_other(f"/console/calls/{as_uuid}")

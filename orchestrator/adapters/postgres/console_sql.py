@@ -51,8 +51,10 @@ where c.id = $1
 """
 
 AUDIT = """
-select id, occurred_at, actor_id, actor, event, from_status, to_status, end_reason, detail
-from public.call_audit where call_id = $1 order by occurred_at, id
+select a.id, a.occurred_at, a.actor_id, a.actor, a.event, a.from_status, a.to_status,
+       a.end_reason, a.detail, u.email as actor_email
+from public.call_audit a left join auth.users u on u.id = a.actor_id
+where a.call_id = $1 order by a.occurred_at, a.id
 """
 
 DELIVERIES = """
