@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
@@ -213,3 +214,29 @@ async def test_a_forged_cross_site_post_is_refused(env: Env, browser: Browser) -
     # the browser's session itself still works: the refusal was the forged request's
     await browser.get(env.url + "/console")
     await browser.wait("#live", str(live))
+
+
+async def test_read_only_pages_work_with_javascript_disabled(env: Env) -> None:
+    chromium, driver = require_browser()
+    b = await asyncio.to_thread(Browser, chromium, driver, javascript=False)
+    try:
+        call = await c.live_call(env.db)
+        async with aiohttp.ClientSession() as http:  # sign-in itself needs the script
+            token = env.auth.token_for(env.people.operator_email)
+            headers = {"Authorization": f"Bearer {token}"}
+            async with http.post(env.url + "/console/session", headers=headers) as answer:
+                assert answer.status == 204
+                cookie = answer.cookies["orchestrator_console"].value
+        await b.get(env.url + "/console/signin")
+        assert "Signing in needs JavaScript" in " ".join(await b.texts("main"))
+        await b.add_cookie("orchestrator_console", cookie, "/console")
+        await b.get(env.url + "/console")
+        await b.wait("#live", str(call))
+        await b.fill("header input[name=q]", str(call))
+        await b.click("header form[action='/console/find'] button")
+        await b.wait("#explanation", "Not ended yet.")
+        kinds = await b.attrs("tr.event", "data-kind")
+        assert kinds[:2] == ["call_created", "call_accepted"]
+        assert "Answered" in " ".join(await b.texts("tr.event td.hit"))
+    finally:
+        await b.quit()

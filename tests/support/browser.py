@@ -40,7 +40,7 @@ def require_browser() -> tuple[str, str]:
 
 
 class Browser:
-    def __init__(self, chromium: str, driver: str) -> None:
+    def __init__(self, chromium: str, driver: str, *, javascript: bool = True) -> None:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
 
@@ -57,6 +57,9 @@ class Browser:
             f"--window-size={LAPTOP[0]},{LAPTOP[1]}",
         ):
             options.add_argument(arg)
+        if not javascript:
+            prefs = {"profile.managed_default_content_settings.javascript": 2}
+            options.add_experimental_option("prefs", prefs)
         self.driver = webdriver.Chrome(options=options, service=Service(executable_path=driver))
         self.driver.set_page_load_timeout(30)
 
@@ -148,6 +151,17 @@ class Browser:
 
         await self.run(shoot)
         return path
+
+    async def add_cookie(self, name: str, value: str, path: str) -> None:
+        """For the current page's host (the browser must be on it already)."""
+        cookie = {
+            "name": name,
+            "value": value,
+            "path": path,
+            "httpOnly": True,
+            "sameSite": "Strict",
+        }
+        await self.run(self.driver.add_cookie, cookie)
 
     async def quit(self) -> None:
         await self.run(self.driver.quit)
