@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from orchestrator.adapters.postgres import console_store as store
-from orchestrator.tokenserver.state import SERVER
+from orchestrator.tokenserver.state import CURRENT, SERVER
 
 COOKIE = "orchestrator_console"
 ROLE_CLAIM = "orchestrator_role"
@@ -93,7 +93,10 @@ async def current_session(request: web.Request) -> Session | None:
     operator = await store.lookup_session(
         server.pool, token_hash(value), check_session=server.settings.auth_check_session
     )
-    return None if operator is None else Session(operator, value)
+    if operator is None:
+        return None
+    CURRENT.get().user_id = operator.user_id  # the request's log line names the operator
+    return Session(operator, value)
 
 
 def wants_html(request: web.Request) -> bool:

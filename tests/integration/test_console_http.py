@@ -333,3 +333,30 @@ async def test_a_revoked_role_ends_the_console_session_at_once(
                 await db.close()
     finally:
         await auth.stop()
+
+
+async def test_worker_serve_hosts_the_console_too(
+    pg_server_dsn: str, template_db: str, tmp_path: Path
+) -> None:
+    auth = await FakePasswordAuth(c.JWT_SECRET, ttl=600).start()
+    try:
+        async with c.own_database(pg_server_dsn, template_db) as dsn:
+            db = await asyncpg.connect(dsn)
+            try:
+                found = await c.people(db, auth)
+                async with c.console_server(
+                    dsn, auth.url, tmp_path / "worker.log", "worker", "--serve",
+                    PUSH_DRY_RUN="1", METRICS_PORT="0",
+                ) as server:  # fmt: skip
+                    env = Env(server.url, dsn, auth, found, db)
+                    http, _ = await signed_in(env, found.operator_email)
+                    try:
+                        async with http.get(server.url + "/console") as answer:
+                            assert answer.status == 200
+                            assert "Ringing and in progress" in await answer.text()
+                    finally:
+                        await http.close()
+            finally:
+                await db.close()
+    finally:
+        await auth.stop()

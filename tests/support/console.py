@@ -43,7 +43,10 @@ class ConsoleServer:
 
 
 @asynccontextmanager
-async def console_server(dsn: str, auth_url: str, log_path: Path) -> AsyncIterator[ConsoleServer]:
+async def console_server(
+    dsn: str, auth_url: str, log_path: Path, *command: str, **extra: str
+) -> AsyncIterator[ConsoleServer]:
+    """`orchestrator serve` (or the given subcommand, e.g. `worker --serve`) on a free port."""
     port = free_port()
     env = {
         **os.environ,
@@ -56,10 +59,14 @@ async def console_server(dsn: str, auth_url: str, log_path: Path) -> AsyncIterat
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "LOG_FORMAT": "json",
+        **extra,
     }
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator", "serve"], env=env, stdout=log, stderr=log
+            [sys.executable, "-m", "orchestrator", *(command or ("serve",))],
+            env=env,
+            stdout=log,
+            stderr=log,
         )
     server = ConsoleServer(f"http://127.0.0.1:{port}", proc, log_path)
     try:
