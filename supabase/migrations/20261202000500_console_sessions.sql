@@ -17,3 +17,9 @@ create index console_sessions_user_idx on orchestrator.console_sessions (user_id
 revoke all on orchestrator.console_sessions from public;
 -- The token server may connect as service_role (as the worker may).
 grant select, insert, delete on orchestrator.console_sessions to service_role;
+
+-- The console's "now" page reads the last hour of deliveries and the live calls every few
+-- seconds: keep those reads off full-table scans. (Plain CREATE INDEX: the runner applies a
+-- file in one transaction; both tables stay small because `orchestrator prune` bounds them.)
+create index push_deliveries_created_idx on public.push_deliveries (created_at);
+create index calls_live_created_idx on public.calls (created_at) where status <> 'ended';

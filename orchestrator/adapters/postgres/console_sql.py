@@ -80,7 +80,7 @@ order by created_at desc limit $2
 LIVE_CALLS = """
 select id, caller_id, callee_id, status, created_at, ring_deadline, accepted_at,
        extract(epoch from now() - created_at)::float8 as age
-from public.calls where status in ('ringing', 'accepted')
+from public.calls where status <> 'ended'
 order by created_at desc limit $1
 """
 
@@ -92,6 +92,7 @@ select d.provider, count(*) as rings,
          as p95
 from public.push_deliveries d join public.calls c on c.id = d.call_id
 where d.kind = 'ring' and d.sent_at > now() - interval '1 hour'
+  and d.created_at > now() - interval '1 hour 5 minutes'  -- sent_at >= created_at: the index
 group by d.provider order by d.provider
 """
 
