@@ -8,6 +8,7 @@ from html import escape
 from typing import Any
 
 from orchestrator.console.auth import Session
+from orchestrator.console.worker_view import WorkerView
 from orchestrator.domain.push import rfc3339
 
 
@@ -96,7 +97,22 @@ def _brake_rows(brake: list[dict[str, Any]], minimum: int, ratio: float) -> list
     return rows
 
 
-def now_fragment(snap: dict[str, Any], brake_min: int, brake_ratio: float) -> str:
+def _worker_note(worker: WorkerView | None) -> tuple[str, str]:
+    if worker is None:
+        return "", ""
+    engaged = sorted(p for p, on in worker.brake.items() if on)
+    state = f"engaged for {', '.join(engaged)}" if engaged else "off for every provider"
+    return (
+        f'<p id="worker-brake">The worker in this process: brake {e(state)}.</p>',
+        f'<p id="worker-queue">The worker in this process: {worker.queue_depth:.0f} due,'
+        f" oldest {secs(worker.queue_age)}.</p>",
+    )
+
+
+def now_fragment(
+    snap: dict[str, Any], brake_min: int, brake_ratio: float, worker: WorkerView | None = None
+) -> str:
+    brake_note, queue_note = _worker_note(worker)
     live = [
         [
             f'<a href="/console/calls/{e(c["id"])}"><code>{e(c["id"])}</code></a>',
@@ -134,8 +150,10 @@ def now_fragment(snap: dict[str, Any], brake_min: int, brake_ratio: float) -> st
         )
         + f'<p class="muted">engages at ≥ {brake_min} candidates and > {brake_ratio:.0%}'
         " of results</p>"
+        + brake_note
         + '</section><section id="queue"><h2>Queue</h2>'
         + table(["what", "count", "oldest"], queue, "")
+        + queue_note
         + f'<p class="muted">database time {e(ts(snap["db_now"]))}</p></section></div>'
     )
 

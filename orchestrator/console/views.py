@@ -11,6 +11,7 @@ from aiohttp import web
 from orchestrator.adapters.postgres import console_store as store
 from orchestrator.console import auth, callpage, pages, static
 from orchestrator.console.timeline import build
+from orchestrator.console.worker_view import worker_view
 from orchestrator.domain.model import Status
 from orchestrator.operator import operator_reasons
 from orchestrator.tokenserver import problems as p
@@ -74,9 +75,9 @@ async def signin(request: web.Request) -> web.Response:
 async def _snapshot_html(request: web.Request) -> str:
     server = request.app[SERVER]
     snap = await store.now_snapshot(server.pool)
-    return pages.now_fragment(
-        snap, server.settings.prune_brake_min, server.settings.prune_brake_ratio
-    )
+    settings = server.settings
+    worker = worker_view(server.metrics)  # set only under `worker --serve`
+    return pages.now_fragment(snap, settings.prune_brake_min, settings.prune_brake_ratio, worker)
 
 
 async def now(request: web.Request) -> web.Response:

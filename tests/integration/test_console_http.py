@@ -18,6 +18,7 @@ from tests.fakes.jwks import hs256
 from tests.fakes.supabase_password import FakePasswordAuth
 from tests.support import console as c
 from tests.support.db import add_device, create_session, insert_call
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.postgres
 
@@ -279,6 +280,7 @@ async def test_pages_find_calls_and_users_and_never_show_device_tokens(env: Env)
         async with http.get(f"{env.url}/console") as a:
             now = await a.text()
             assert str(call_id) in now and "Prune brake" in now and "Queue" in now
+            assert "The worker in this process" not in now  # `serve` runs no worker
         assert token not in page and token not in now
         async with http.get(f"{env.url}/console/calls/{uuid.uuid4()}") as a:
             assert a.status == 404
@@ -349,11 +351,18 @@ async def test_worker_serve_hosts_the_console_too(
                     PUSH_DRY_RUN="1", METRICS_PORT="0",
                 ) as server:  # fmt: skip
                     env = Env(server.url, dsn, auth, found, db)
+                    await c.live_call(db)  # work for the worker: its metrics show up
                     http, _ = await signed_in(env, found.operator_email)
                     try:
-                        async with http.get(server.url + "/console") as answer:
-                            assert answer.status == 200
-                            assert "Ringing and in progress" in await answer.text()
+
+                        async def worker_shown() -> bool:
+                            async with http.get(server.url + "/console") as answer:
+                                assert answer.status == 200
+                                page = await answer.text()
+                            assert "Ringing and in progress" in page
+                            return "The worker in this process: brake off" in page
+
+                        await wait_for(worker_shown, timeout=15, interval=0.2)
                     finally:
                         await http.close()
             finally:
