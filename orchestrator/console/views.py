@@ -17,7 +17,6 @@ from orchestrator.operator import operator_reasons
 from orchestrator.tokenserver import problems as p
 from orchestrator.tokenserver.state import SERVER
 
-NOT_OPERATOR = p.ProblemType("not-an-operator", 403, "Not an operator", "forbidden")
 DONE = {"end": "The call was ended.", "redrive": "Failed deliveries were queued again."}
 
 

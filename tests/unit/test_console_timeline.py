@@ -10,7 +10,9 @@ import pytest
 
 from orchestrator.console.explain import EXPLAINERS, EndFacts, explain, is_explained
 from orchestrator.console.timeline import build, safe_detail
+from orchestrator.console.worker_view import worker_view
 from orchestrator.domain.model import EndReason
+from orchestrator.metrics import Metrics
 
 T0 = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
 
@@ -179,3 +181,15 @@ def test_missed_reads_like_the_issue_says() -> None:
 )
 def test_explanations_use_the_details(facts: EndFacts, words: str) -> None:
     assert words in explain(facts)
+
+
+def test_the_worker_view_shows_only_where_a_worker_runs() -> None:
+    metrics = Metrics()
+    assert worker_view(metrics) is None  # `orchestrator serve`: no worker in the process
+    metrics.jobs.labels("pickup", "done").inc()
+    metrics.prune_brake.labels("fcm").set(1)
+    metrics.prune_brake.labels("apns").set(0)
+    metrics.queue_depth.set(4)
+    view = worker_view(metrics)
+    assert view is not None
+    assert view.brake == {"fcm": True, "apns": False} and view.queue_depth == 4

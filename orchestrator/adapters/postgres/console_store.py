@@ -104,6 +104,13 @@ async def now_snapshot(pool: asyncpg.Pool, live_limit: int = 50) -> dict[str, An
 
 async def end_call(pool: asyncpg.Pool, call_id: UUID, reason: str, operator: UUID) -> ActionResult:
     """`orchestrator call end` with the console operator's id in both audit rows."""
+    try:
+        return await _end_call(pool, call_id, reason, operator)
+    except asyncpg.PostgresError as exc:  # the database refused (e.g. the state machine): say so
+        return ActionResult(False, f"Refused by the database ({exc.sqlstate}): {exc}")
+
+
+async def _end_call(pool: asyncpg.Pool, call_id: UUID, reason: str, operator: UUID) -> ActionResult:
     async with pool.acquire() as conn:
         async with conn.transaction():
             row = await conn.fetchrow(
