@@ -19,6 +19,7 @@ from tests.fakes.supabase_password import FakePasswordAuth
 from tests.support import console as c
 from tests.support.db import add_device, create_session, insert_call
 from tests.support.wait import wait_for
+from tests.support.worker import running_worker
 
 pytestmark = pytest.mark.postgres
 
@@ -369,3 +370,44 @@ async def test_worker_serve_hosts_the_console_too(
                 await db.close()
     finally:
         await auth.stop()
+
+
+async def test_why_it_did_not_ring_is_answered_on_the_call_page(env: Env) -> None:
+    """Three tickets: no device, a block, nobody answered — the page says which, in words."""
+    async with running_worker(env.dsn, RING_TIMEOUT_SECONDS="2"):
+        caller = await c.new_user(env.db, "ivy")
+        no_device = await c.new_user(env.db, "jack")
+        blocker = await c.new_user(env.db, "kim")
+        await add_device(env.db, blocker, "android", token=c.ANDROID_TOKEN + uuid.uuid4().hex)
+        await env.db.execute(
+            "insert into public.call_blocks (blocker_id, blocked_id) values ($1, $2)",
+            blocker,
+            caller,
+        )
+        sleeper = await c.new_user(env.db, "lou")
+        await add_device(env.db, sleeper, "android", token=c.ANDROID_TOKEN + uuid.uuid4().hex)
+        calls = {}
+        for callee in (no_device, blocker, sleeper):
+            calls[callee] = await insert_call(env.db, caller, callee)
+
+            async def ended(call_id: uuid.UUID = calls[callee]) -> bool:
+                status = await env.db.fetchval(
+                    "select status from public.calls where id = $1", call_id
+                )
+                return bool(status == "ended")
+
+            await wait_for(ended, timeout=15, interval=0.1)
+    http, _ = await signed_in(env, env.people.operator_email)
+    try:
+        explained = {}
+        for callee, call_id in calls.items():
+            async with http.get(f"{env.url}/console/calls/{call_id}") as answer:
+                page = await answer.text()
+            explained[callee] = page.split('id="explanation">', 1)[1].split("</p>", 1)[0]
+    finally:
+        await http.close()
+    assert explained[no_device].startswith("unreachable: the callee has no ring-capable device")
+    assert explained[blocker].startswith("unreachable: the callee has blocked the caller")
+    assert explained[sleeper] == (
+        "missed: nobody answered within 2.0 s; 0 of 1 device acknowledged the ring."
+    )
