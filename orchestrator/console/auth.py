@@ -48,7 +48,15 @@ def csrf_ok(cookie_value: str, given: str | None) -> bool:
 
 
 def secure_transport(request: web.Request) -> bool:
-    return request.secure or request.app[SERVER].tls
+    """HTTPS here, or at a trusted proxy that terminated TLS (TRUSTED_PROXY_HOPS > 0)."""
+    server = request.app[SERVER]
+    if request.secure or server.tls:
+        return True
+    if server.settings.trusted_proxy_hops <= 0:
+        return False
+    forwarded = ",".join(request.headers.getall("X-Forwarded-Proto", []))
+    nearest = forwarded.rsplit(",", 1)[-1].strip().lower()  # set by the closest proxy
+    return nearest == "https"
 
 
 def set_cookie(

@@ -43,7 +43,8 @@ async def env(
         db = await asyncpg.connect(dsn)
         try:
             found = await c.people(db, auth)
-            async with c.console_server(dsn, auth.url, log) as server:
+            # One trusted proxy hop: X-Forwarded-Proto says whether the cookie must be Secure.
+            async with c.console_server(dsn, auth.url, log, TRUSTED_PROXY_HOPS="1") as server:
                 yield Env(server.url, dsn, auth, found, db)
         finally:
             await db.close()
@@ -86,6 +87,19 @@ async def test_session_cookie_is_httponly_strict_and_no_longer_than_the_token(en
         value,
     )
     assert leaked == 0  # only a hash is stored
+
+
+async def test_the_cookie_is_secure_behind_a_tls_terminating_proxy(env: Env) -> None:
+    token = env.auth.token_for(env.people.operator_email)
+    for proto, secure in (("https", True), ("http", False), ("https, http", False)):
+        headers = {"Authorization": f"Bearer {token}", "X-Forwarded-Proto": proto}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(env.url + "/console/session", headers=headers) as answer,
+        ):
+            assert answer.status == 204
+            parts = [p.strip().lower() for p in answer.headers["Set-Cookie"].split(";")]
+            assert ("secure" in parts) is secure, (proto, parts)
 
 
 @pytest.mark.parametrize(
