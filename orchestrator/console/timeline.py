@@ -87,7 +87,9 @@ def audit_label(row: Row, deliveries: Mapping[int, Row]) -> str:
         return "Answered" if row.get("actor") == "callee" else "Accepted (glare merge)"
     if event == "call_ended":
         by = {"caller": "the caller", "callee": "the callee", "operator": "an operator"}
-        return f"Ended: {row.get('end_reason')} (by {by.get(row.get('actor', ''), 'the system')})"
+        who = by.get(row.get("actor", ""), "the system")
+        why = detail.get("by") or detail.get("reason")  # presence, blocked, delivery_failed, …
+        return f"Ended: {row.get('end_reason')} (by {who}" + (f": {why})" if why else ")")
     if event in ("push_sent", "push_failed"):
         verb = "sent" if event == "push_sent" else "failed"
         provider = detail.get("provider", "?")

@@ -129,6 +129,18 @@ def test_unknown_events_show_generically_without_secrets() -> None:
     assert safe_detail({"token_version": "007", "voip_token": "x"}) == "token_version=007"
 
 
+def test_the_end_says_who_and_why() -> None:
+    rows = [
+        audit(1, 10, "call_ended", end_reason="completed", detail={"by": "presence"}),
+        audit(2, 10, "call_ended", end_reason="unreachable", detail={"reason": "no_devices"}),
+    ]
+    labels = [e.label for e in build(CALL, rows, []).events]
+    assert labels == [
+        "Ended: completed (by the system: presence)",
+        "Ended: unreachable (by the system: no_devices)",
+    ]
+
+
 def test_deliveries_without_an_audit_row_say_why_they_were_not_sent() -> None:
     pending = delivery(1, status="failed", last_error="call_ended", sent_at=None)
     t = build(CALL, [], [pending])
