@@ -126,6 +126,7 @@ tr.event td.lane-cell:empty { background: transparent; }
 tr.event td.hit { font-weight: 500; }
 .signin { max-width: 420px; margin: 2rem auto; }
 .signin form { display: grid; gap: .5rem; margin-bottom: 1rem; }
+.signin label { display: grid; gap: .2rem; }
 @media (max-width: 700px) {
   svg.axis { min-width: 640px; }  /* scrolls sideways in its section, stays readable */
   main { padding: .5rem; }

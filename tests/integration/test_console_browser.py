@@ -149,10 +149,11 @@ async def test_operator_reads_the_timeline_and_ends_a_live_call(
     assert tuple(status) == ("ended", "failed")
 
 
-async def test_a_non_operator_is_refused(env: Env, browser: Browser) -> None:
+async def test_a_non_operator_is_refused(env: Env, browser: Browser, tmp_path: Path) -> None:
     live = await c.live_call(env.db)
     await sign_in(browser, env, env.people.outsider_email)
     await browser.wait("#signin-message", "not an operator")
+    await browser.screenshot(tmp_path / "signin-refused-phone.png", PHONE)
     await browser.get(f"{env.url}/console/calls/{live}")
     await browser.wait("#signin-password")
     assert "/console/signin" in await browser.url()
