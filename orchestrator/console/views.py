@@ -130,8 +130,10 @@ async def user(request: web.Request) -> web.Response:
     user_id = parse_uuid(request.match_info["user_id"])
     if user_id is None:
         return html(request, pages.error(404, "No such user.", session), 404)
-    found, calls = await store.user_calls(request.app[SERVER].pool, user_id)
-    return html(request, callpage.user_page(found, calls, session))
+    found = await store.user_calls(request.app[SERVER].pool, user_id)
+    if found is None:
+        return html(request, pages.error(404, "No such user.", session), 404)
+    return html(request, callpage.user_page(*found, session))
 
 
 async def find(request: web.Request) -> web.Response:

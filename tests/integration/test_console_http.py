@@ -297,8 +297,9 @@ async def test_pages_find_calls_and_users_and_never_show_device_tokens(env: Env)
             assert str(call_id) in now and "Prune brake" in now and "Queue" in now
             assert "The worker in this process" not in now  # `serve` runs no worker
         assert token not in page and token not in now
-        async with http.get(f"{env.url}/console/calls/{uuid.uuid4()}") as a:
-            assert a.status == 404
+        for unknown in (f"/console/calls/{uuid.uuid4()}", f"/console/users/{uuid.uuid4()}"):
+            async with http.get(env.url + unknown) as a:
+                assert a.status == 404
     finally:
         await http.close()
 

@@ -79,10 +79,15 @@ async def load_call(pool: asyncpg.Pool, call_id: UUID) -> CallRecord | None:
     return CallRecord(dict(call), audit, deliveries)
 
 
-async def user_calls(pool: asyncpg.Pool, user_id: UUID, limit: int = 50) -> tuple[Row, list[Row]]:
+async def user_calls(
+    pool: asyncpg.Pool, user_id: UUID, limit: int = 50
+) -> tuple[Row, list[Row]] | None:
+    """The user and their newest calls; None for an unknown user (a deleted user's calls
+    keep no link to them: `on delete set null`)."""
     user = await pool.fetchrow(q.USER, user_id)
-    calls = await pool.fetch(q.USER_CALLS, user_id, limit)
-    return (dict(user) if user else {"id": user_id, "email": None}), _rows(calls)
+    if user is None:
+        return None
+    return dict(user), _rows(await pool.fetch(q.USER_CALLS, user_id, limit))
 
 
 async def find_user(pool: asyncpg.Pool, email: str) -> UUID | None:
