@@ -19,6 +19,7 @@ from orchestrator.adapters.jwt_verifier import SupabaseVerifier, Verifier, Verif
 from orchestrator.adapters.postgres.pool import create_pool
 from orchestrator.adapters.rate_limit import RateLimiter
 from orchestrator.config import ConfigError, Settings
+from orchestrator.console import add_routes as add_console_routes
 from orchestrator.logs import get_logger
 from orchestrator.metrics import Metrics
 from orchestrator.tokenserver import handlers, ncs
@@ -90,6 +91,7 @@ def build_app(
         ("/openapi.json", handlers.openapi),
     ):
         app.router.add_get(path, handler, allow_head=False)
+    add_console_routes(app)  # /console: the call inspector
     app.on_cleanup.append(_close)
     return app
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator import __version__
+from orchestrator.console.openapi import CONSOLE_PATHS, SECURITY_SCHEME
 from orchestrator.tokenserver import problems as p
 from orchestrator.tokenserver.ncs import NCS_PATH
 
@@ -95,10 +96,12 @@ SPEC: dict[str, Any] = {
             "operationId": "openapi", "summary": "This document", "security": [],
             "responses": {"200": _ok("OpenAPI 3.1 document.", {"type": "object"})},
         }},
+        **CONSOLE_PATHS,
     },
     "components": {
         "securitySchemes": {
             "supabaseAccessToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+            "consoleSession": SECURITY_SCHEME,
         },
         "parameters": {
             "RequestId": {"name": "X-Request-Id", "in": "header", "required": False,
