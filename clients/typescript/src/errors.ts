@@ -14,6 +14,7 @@ export const SQLSTATES = {
   CA012: "call_rate_limited",
   CA020: "append_only",
   CA031: "invalid_push_token",
+  CA100: "foreign_calls_table", // migrations only: public.calls exists and is not ours
   "42501": "not_allowed",
   P0002: "not_found",
   "22023": "invalid_argument",
