@@ -141,3 +141,15 @@ export function fromProblem(status: number, body: unknown, retryAfter: string | 
     retryable: type === "other" ? status >= 500 : RETRYABLE_PROBLEMS.has(type),
   };
 }
+
+/** One line for logs and toasts; never contains tokens (the kit never puts them in errors). */
+export function describeError(error: KitError): string {
+  switch (error.source) {
+    case "database":
+      return `${error.sqlstate} ${error.name}: ${error.message}`;
+    case "token-server":
+      return `${error.status} ${error.type}: ${error.detail ?? error.title}`;
+    default:
+      return `${error.source}: ${error.message}`;
+  }
+}

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { PROBLEM_BASE, fromPostgrestError, fromProblem } from "../../src/index.js";
+import { PROBLEM_BASE, describeError, fromPostgrestError, fromProblem } from "../../src/index.js";
 
 test("PostgREST errors become database errors keyed by SQLSTATE", () => {
   const e = fromPostgrestError({ code: "CA010", message: "the caller already has an open call" });
@@ -44,4 +44,10 @@ test("problem documents become token-server errors keyed by type", () => {
     foreign.source === "token-server" && [foreign.type, foreign.retryable, foreign.retryAfterSeconds, foreign.title],
     ["other", true, null, "HTTP 502"],
   );
+});
+
+test("describeError gives one readable line per source", () => {
+  assert.equal(describeError(fromPostgrestError({ code: "CA004", message: "too late" })), "CA004 ring_deadline_passed: too late");
+  assert.equal(describeError(fromProblem(409, { type: `${PROBLEM_BASE}call-ended`, title: "Call has ended" }, null)), "409 call-ended: Call has ended");
+  assert.equal(describeError(fromPostgrestError({ code: "", message: "fetch failed" })), "network: fetch failed");
 });
