@@ -58,3 +58,37 @@ def npm_ci(package: Path) -> None:
     # --ignore-scripts: nothing here needs an install script, and none should run in tests.
     run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"], package, timeout=900)
     stamp.write_text(digest)
+
+
+async def node_test(path: Path, timeout: float = 180, *extra: str, **env: str) -> str:
+    """`node --test` without blocking the event loop (our fakes answer from it meanwhile)."""
+    import asyncio
+
+    proc = await asyncio.create_subprocess_exec(
+        "node",
+        "--test",
+        "--test-reporter=spec",
+        *extra,
+        str(path),
+        cwd=KIT,
+        env=os.environ | env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        stdout, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        raise
+    output = stdout.decode()
+    assert proc.returncode == 0, output[-8000:]
+    assert "fail 0" in output, output[-8000:]
+    return output
+
+
+def compile_kit() -> Path:
+    """src + test compiled (strict) into build/."""
+    require_node()
+    npm_ci(KIT)
+    run(["npx", "--no-install", "tsc", "-p", "tsconfig.json"], KIT)
+    return KIT / "build"

@@ -47,8 +47,12 @@ export async function startCall(
     .select("*")
     .single();
   if (error) {
-    // Same id again (a retry after a lost answer): the call exists, return it.
-    if (error.code === "23505" && options.id !== undefined) return readCall(client, options.id);
+    // Same id again (a retry after a lost answer): the insert trigger refuses it as a second
+    // open call (CA010) or the key as a duplicate; if the call with that id is ours, it's it.
+    if ((error.code === "CA010" || error.code === "23505") && options.id !== undefined) {
+      const existing = await readCall(client, options.id);
+      if (existing.ok) return existing;
+    }
     return fail(fromPostgrestError(error as PgError));
   }
   return ok(data);
