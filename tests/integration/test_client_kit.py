@@ -4,6 +4,7 @@ generated database.types.ts against the migrated test database."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.kit_fixtures import write_fixtures
-from tests.support.node_kit import KIT, ROOT, npm_ci, require_node, run
+from tests.support.node_kit import KIT, ROOT, compile_kit, npm_ci, require_node, run
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +24,8 @@ def kit() -> Path:
 
 @pytest.fixture(scope="module")
 def compiled(kit: Path) -> Path:
-    """src + test compiled (strict) into build/; also the type check of both."""
-    run(["npx", "--no-install", "tsc", "-p", "tsconfig.json"], kit)
-    return kit / "build"
+    """src + test compiled (strict) into build/: also the type check of both."""
+    return compile_kit()
 
 
 def test_package_builds_as_esm_with_declarations(kit: Path) -> None:
@@ -42,8 +42,6 @@ def test_package_builds_as_esm_with_declarations(kit: Path) -> None:
 
 
 def test_no_runtime_dependency_but_supabase_js_as_peer(kit: Path) -> None:
-    import json
-
     manifest = json.loads((kit / "package.json").read_text())
     assert "dependencies" not in manifest or manifest["dependencies"] == {}
     assert list(manifest["peerDependencies"]) == ["@supabase/supabase-js"]

@@ -21,7 +21,7 @@ import pytest
 from tests.fakes.agora_decoder import decode_007
 from tests.fakes.jwks import FakeSupabaseAuth
 from tests.support.db import client_update, create_session, create_user, insert_call
-from tests.support.node_kit import KIT, npm_ci, require_node, run
+from tests.support.node_kit import compile_kit, node_test
 from tests.support.services import free_port
 from tests.support.wait import wait_for
 
@@ -104,9 +104,7 @@ async def scenario(db: asyncpg.Connection, auth: FakeSupabaseAuth) -> dict[str, 
 async def test_fetch_and_renew_against_orchestrator_serve(
     token_server: str, auth: FakeSupabaseAuth, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
-    require_node()
-    npm_ci(KIT)
-    run(["npx", "--no-install", "tsc", "-p", "tsconfig.json"], KIT)
+    build = compile_kit()
     out = tmp_path / "received.json"
     fixture = {
         "baseUrl": token_server,
@@ -117,20 +115,11 @@ async def test_fetch_and_renew_against_orchestrator_serve(
     }
     (tmp_path / "server.json").write_text(json.dumps(fixture))
     # Asynchronously: the fake Auth (JWKS) answers from this event loop meanwhile.
-    proc = await asyncio.create_subprocess_exec(
-        "node",
-        "--test",
-        "--test-reporter=spec",
-        str(KIT / "build" / "test" / "integration"),
-        cwd=KIT,
-        env=os.environ | {"KIT_SERVER": str(tmp_path / "server.json")},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+    await node_test(
+        build / "test" / "integration" / "token.test.js",
+        120,
+        KIT_SERVER=str(tmp_path / "server.json"),
     )
-    stdout, _ = await asyncio.wait_for(proc.communicate(), 120)
-    output = stdout.decode()
-    assert proc.returncode == 0, output
-    assert "fail 0" in output, output
 
     received = json.loads(out.read_text())
     # The renewal through the fallback timer: decoded independently of the server's builder.
