@@ -92,6 +92,12 @@ export const CALLER_END_CAUSES: Readonly<Record<EndReason, SystemEndCause>> = {
   connection_lost: cause(C.failed, D.ERROR),
 };
 
+/**
+ * The callee answered on another of their devices: the call is `accepted`, not ended, yet this
+ * device must stop ringing (Realtime shows `accepted`; Android's stop push has no end_reason).
+ */
+export const ANSWERED_ELSEWHERE: SystemEndCause = cause(C.answeredElsewhere, D.ANSWERED_ELSEWHERE);
+
 /** Reason → system cause for this side; an unknown reason (newer server) is `failed`. */
 export function systemEndCause(reason: string | null, role: Role): SystemEndCause {
   const table = role === "caller" ? CALLER_END_CAUSES : CALLEE_END_CAUSES;

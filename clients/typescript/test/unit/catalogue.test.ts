@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import {
+  ANSWERED_ELSEWHERE,
   CALLEE_END_CAUSES,
   CALLER_END_CAUSES,
   END_REASONS,
@@ -34,6 +35,8 @@ test("mapping values are real CXCallEndedReason and DisconnectCause codes", () =
   assert.deepEqual(systemEndCause("busy", "caller"), { ios: 2, android: 7 });
   assert.equal(callKeepEndReason(systemEndCause("missed", "callee"), "android"), 6);
   assert.deepEqual(systemEndCause("a_reason_from_the_future", "callee"), CALLEE_END_CAUSES.failed);
+  assert.deepEqual(ANSWERED_ELSEWHERE, { ios: 4, android: 11 });
+  assert.equal(callKeepEndReason(ANSWERED_ELSEWHERE, "android"), 4);
 });
 
 test("every token-server problem type is named with its status", () => {
