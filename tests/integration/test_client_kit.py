@@ -39,6 +39,11 @@ def test_package_builds_as_esm_with_declarations(kit: Path) -> None:
         " throw new Error('exports missing');"
     )
     run(["node", "--input-type=module", "-e", script], kit)
+    # What `npm pack` (the app's install) ships: the build and the sources, no tests.
+    packed = json.loads(run(["npm", "pack", "--dry-run", "--json", "--ignore-scripts"], kit))
+    files = {entry["path"] for entry in packed[0]["files"]}
+    assert {"dist/index.js", "dist/index.d.ts", "src/index.ts", "package.json"} <= files
+    assert not any(f.startswith(("test/", "node_modules/", "docs-check/", "build/")) for f in files)
 
 
 def test_no_runtime_dependency_but_supabase_js_as_peer(kit: Path) -> None:
