@@ -53,6 +53,33 @@ def test_xml_blocks_are_well_formed() -> None:
     for file, code in xml:
         ET.fromstring(code)  # raises on a typo
         assert file
+    by_name = {Path(file).name: code for file, code in xml}
+    plist = ET.fromstring(by_name["Info.plist"])
+    modes = [e.text for e in plist.iter("string")]
+    assert {"voip", "audio", "remote-notification"} <= set(modes)
+    manifest = by_name["AndroidManifest.xml"]
+    for needed in (
+        "io.wazo.callkeep.VoiceConnectionService",
+        "android.telecom.ConnectionService",
+        "android.permission.BIND_TELECOM_CONNECTION_SERVICE",
+        "android.permission.RECORD_AUDIO",
+        "android.permission.POST_NOTIFICATIONS",
+    ):
+        assert needed in manifest, needed
+
+
+def test_localisation_keys_match_the_payload_builders() -> None:
+    """The keys the guide tells apps to ship are the ones our pushes carry."""
+    from orchestrator.adapters import apns_payload, fcm_payload
+
+    text = GUIDE.read_text()
+    for key in (
+        apns_payload.MISSED_TITLE_LOC_KEY,
+        *apns_payload.MISSED_LOC_KEY.values(),
+        fcm_payload.MISSED_TITLE_LOC_KEY,
+        *fcm_payload.MISSED_BODY_LOC_KEY.values(),
+    ):
+        assert f'"{key}"' in text, key
 
 
 @pytest.fixture(scope="module")
