@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiohttp import web
 
 from tests.fakes.jwks import claims, hs256
 from tests.fakes.postgrest import FakePostgrest
@@ -37,8 +38,34 @@ async def realtime() -> AsyncIterator[FakeRealtimeServer]:
         yield server
 
 
+@pytest.fixture
+async def faults(realtime: FakeRealtimeServer) -> AsyncIterator[str]:
+    """Lets the Node test trigger Realtime faults at the moment it needs them."""
+
+    async def lose_next_event(_: web.Request) -> web.Response:
+        realtime.drop_events += 1  # over quota: the change is skipped, nothing replays it
+        return web.json_response({"ok": True})
+
+    async def cut(_: web.Request) -> web.Response:
+        await realtime.drop_connections(1006)  # the socket dies; supabase-js reconnects
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/lose-next-event", lose_next_event)
+    app.router.add_post("/cut", cut)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    await runner.cleanup()
+
+
 async def test_watch_call_reconciles_and_follows_events(
-    realtime: FakeRealtimeServer, migrated_dsn: str, db: asyncpg.Connection, tmp_path: Path
+    realtime: FakeRealtimeServer,
+    faults: str,
+    migrated_dsn: str,
+    db: asyncpg.Connection,
+    tmp_path: Path,
 ) -> None:
     build = compile_kit()
     async with (
@@ -46,17 +73,24 @@ async def test_watch_call_reconciles_and_follows_events(
         realtime.feed_from_postgres(migrated_dsn),
     ):
         users: dict[str, Any] = {}
-        for name in ("alice", "bob", "carol", "dave", "erin", "frank"):
+        for name in ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"):
             user = await create_user(db)
             users[name] = {"id": str(user), "jwt": hs256(claims(rest.url, user), SECRET)}
         fixture = tmp_path / "watch.json"
         fixture.write_text(
             json.dumps(
-                {"realtimeUrl": realtime.url, "restUrl": rest.url, "anonKey": ANON, "users": users}
+                {
+                    "realtimeUrl": realtime.url,
+                    "restUrl": rest.url,
+                    "faultsUrl": faults,
+                    "anonKey": ANON,
+                    "users": users,
+                }
             )
         )
         output = await node_test(
             build / "test" / "integration" / "watch.test.js", 120, KIT_WATCH=str(fixture)
         )
-    assert "pass 2" in output, output
-    assert realtime.subscribed >= 2 and realtime.changes_delivered >= 1
+    assert "pass 3" in output, output
+    assert realtime.subscribed >= 4 and realtime.changes_delivered >= 1
+    assert realtime.changes_dropped >= 1

@@ -11,6 +11,8 @@ import { cancel, startCall, watchCall, type CallRow, type CallsClient, type Data
 interface WatchFixture {
   readonly realtimeUrl: string;
   readonly restUrl: string;
+  /** POST /lose-next-event, POST /cut: Realtime faults on demand. */
+  readonly faultsUrl: string;
   readonly anonKey: string;
   readonly users: Record<string, { readonly id: string; readonly jwt: string }>;
 }
@@ -85,5 +87,28 @@ test("a live change arrives as a Realtime event; repeats and other calls are ign
   } finally {
     await watch.unsubscribe();
     await dave.removeAllChannels();
+  }
+});
+
+test("a change lost by Realtime is recovered by the re-read after the reconnect", async () => {
+  const grace = as("grace");
+  const heidi = as("heidi");
+  const started = await startCall(grace, { calleeId: id("heidi") });
+  assert.ok(started.ok);
+  const seen = collector();
+  const watch = watchCall(heidi, started.value.id, { onChange: (row) => seen.rows.push(row) });
+  try {
+    await seen.waitFor("the ringing row", (r) => r.status === "ringing");
+    await fetch(`${fx.faultsUrl}/lose-next-event`, { method: "POST" });
+    assert.ok((await cancel(grace, started.value.id)).ok);
+    // The event is gone for good (the wrapper checks the server dropped it): only a re-read
+    // can bring the change now.
+    assert.deepEqual(seen.rows.map((r) => r.status), ["ringing"]);
+    await fetch(`${fx.faultsUrl}/cut`, { method: "POST" }); // supabase-js reconnects, rejoins
+    const ended = await seen.waitFor("the ended row (re-read)", (r) => r.status === "ended", 20_000);
+    assert.equal(ended.end_reason, "cancelled");
+  } finally {
+    await watch.unsubscribe();
+    await heidi.removeAllChannels();
   }
 });
