@@ -3,7 +3,7 @@
 import type { SupabaseClient } from "@supabase/supabase-js";
 import type { Database, Tables } from "./database.types.js";
 import { fail, fromPostgrestError, ok, protocolError, type Result } from "./errors.js";
-import type { CallStatus, EndReason, Role } from "./reasons.js";
+import { isEndReason, type CallStatus, type EndReason, type Role } from "./reasons.js";
 
 export type CallsClient = SupabaseClient<Database>;
 export type CallRow = Tables<"calls">;
@@ -192,7 +192,7 @@ export async function heartbeat(
     const reason = d["end_reason"];
     return ok({
       status,
-      endReason: typeof reason === "string" ? (reason as EndReason) : null,
+      endReason: isEndReason(reason) ? reason : null, // a newer server's reason maps to failed
       version: d["version"],
     });
   }
