@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test lint bench services venv clean
+.PHONY: demo test lint bench services venv clean types
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -35,6 +35,11 @@ test: venv lint services
 
 bench: venv
 	$(BIN)/orchestrator bench
+
+# Regenerate clients/typescript/src/database.types.ts from the migrations (postgres-meta).
+types: venv
+	cd clients/typescript && npm ci --ignore-scripts --no-audit --no-fund
+	$(BIN)/python scripts/gen_client_types.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,11 @@
+export * from "./agora.js";
+export * from "./calls.js";
+export * from "./dedupe.js";
+export * from "./errors.js";
+export * from "./presence.js";
+export * from "./push.js";
+export * from "./reasons.js";
+export * from "./renewal.js";
+export * from "./timers.js";
+export * from "./watch.js";
+export type { Database, Json, Tables, TablesInsert, TablesUpdate } from "./database.types.js";
