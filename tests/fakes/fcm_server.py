@@ -21,6 +21,7 @@ import jwt
 from aiohttp import web
 
 from tests.fakes.keys import ServiceAccount
+from tests.fakes.tokens import behaviour
 
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
@@ -132,7 +133,7 @@ class FakeFcm:
             return self._error(sent, 400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", problem)
         if self.fail_every and len(self.requests) % self.fail_every == 0:
             return self._error(sent, 503, *ERRORS["unavailable"][1:])
-        prefix = token.split("-", 1)[0]
+        prefix = behaviour(token)
         if prefix == "hang":
             await self._stop.wait()
             return web.Response(status=503)

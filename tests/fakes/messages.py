@@ -8,16 +8,19 @@ from itertools import count
 
 from orchestrator.domain.model import EndReason, Platform, PushKind
 from orchestrator.domain.push import PushMessage
+from tests.fakes.tokens import hex_token
 
 _ids = count(1)
+# APNs-format tokens the fakes answer "ok" (tests/fakes/tokens.py).
+OK_ALERT, OK_VOIP = hex_token("ok"), hex_token("ok")
 
 
 def push(
     kind: PushKind = PushKind.RING,
     platform: Platform = Platform.IOS,
     *,
-    token: str | None = "ok-alert",
-    voip_token: str | None = "ok-voip",
+    token: str | None = OK_ALERT,
+    voip_token: str | None = OK_VOIP,
     expires_in: float = 30.0,
     video: bool = True,
     caller_name: str = "Ada Lovelace",
