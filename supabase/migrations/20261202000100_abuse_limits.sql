@@ -22,7 +22,8 @@ as $$
       (p_token is null or p_token ~ '^[0-9a-f]{64,200}$')
       and (p_voip is null or p_voip ~ '^[0-9a-f]{64,200}$')
     when 'android' then
-      p_token ~ '^[A-Za-z0-9_:-]{32,4096}$' and p_voip is null
+      -- (PostgreSQL regexes repeat at most 255 times: the length is checked apart.)
+      p_token ~ '^[A-Za-z0-9_:-]+$' and length(p_token) between 32 and 4096 and p_voip is null
     else false
   end
 $$;

@@ -7,12 +7,21 @@ hex. The fakes decode it (`behaviour`); a token spelt the old way ("ok-…") sti
 
 from __future__ import annotations
 
+import re
 import uuid
 
 
 def hex_token(prefix: str) -> str:
     """A unique 70+ character lowercase hex token that the fakes answer as `prefix`."""
     return (prefix + "-").encode().hex() + uuid.uuid4().hex + uuid.uuid4().hex
+
+
+def apns_hex(name: str) -> str:
+    """`name` ("ok-ring") as a deterministic APNs-format token the fakes answer by its prefix;
+    a name that is already hex is returned as it is."""
+    if re.fullmatch(r"[0-9a-f]{64,200}", name):
+        return name
+    return (name + "-").encode().hex().ljust(64, "0")
 
 
 def behaviour(token: str) -> str:
