@@ -54,6 +54,7 @@ class FakeFcm:
         self.account: ServiceAccount | None = None  # set before the first token request
         self.expires_in = 3600
         self.fail_every: int | None = None
+        self.latency = 0.0  # seconds before each answer (a provider's own latency)
         self.refuse_grants = False
         self.requests: list[Sent] = []
         self.counts: Counter[tuple[str, str, str]] = Counter()  # (token, call_id, kind)
@@ -131,6 +132,8 @@ class FakeFcm:
             return self._error(sent, 403, "PERMISSION_DENIED", None, "Wrong project")
         if problem := self._invalid(message):
             return self._error(sent, 400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", problem)
+        if self.latency:
+            await asyncio.sleep(self.latency)  # the provider's latency, not a synchronisation
         if self.fail_every and len(self.requests) % self.fail_every == 0:
             return self._error(sent, 503, *ERRORS["unavailable"][1:])
         prefix = behaviour(token)
