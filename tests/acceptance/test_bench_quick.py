@@ -15,7 +15,9 @@ import pytest
 
 pytestmark = pytest.mark.postgres
 
-SCENARIOS = ("time_to_ring", "throughput", "timers", "replicas", "soak", "push", "tokens")
+SCENARIOS = (
+    "time_to_ring", "throughput", "timers", "replicas", "soak", "push", "tokens", "abuse",
+)  # fmt: skip
 # One number per scenario that only a run that did the work can produce.
 FIGURES = {
     "time_to_ring": ("summary", "p99_ms", "median"),
@@ -25,6 +27,7 @@ FIGURES = {
     "soak": ("rss_mb", "slope_mb_per_min"),
     "push": ("fcm", "engine_per_s", "median"),
     "tokens": ("tokens_per_s", "median"),
+    "abuse": ("ratio_p99",),
 }
 
 
