@@ -6,7 +6,8 @@ through register_push_device (the cap keeps MAX_DEVICES_PER_USER). The caller ca
 cancels as soon as the first ring arrives (so each call also queues `stop` and `missed`
 pushes to every device) and calls again at once; the database refuses what the limits refuse
 (CA010 one open call, CA012 CALLS_PER_MINUTE_PER_CALLER) and the attacker retries after a short
-pause. Bystanders ring at the time-to-ring scenario's rate, Android (FCM fake), both phases.
+pause. Bystanders ring at a fixed rate (Android, FCM fake) in quiet and attacked phases
+that alternate (`abuse_rounds` of each), so load drift on the machine hits both alike.
 """
 
 from __future__ import annotations
@@ -52,9 +53,10 @@ async def _register_sink(conn: asyncpg.Connection, sink: uuid.UUID, n: int) -> N
             )
 
 
-async def _attack(ctx: Context, pool: asyncpg.Pool, pair: Pair, stop: asyncio.Event) -> Attack:
+async def _attack(
+    ctx: Context, pool: asyncpg.Pool, pair: Pair, stop: asyncio.Event, attack: Attack
+) -> None:
     """Call the sink, cancel on the first ring, again at once; back off only when refused."""
-    attack = Attack()
     arrivals = ctx.fakes.fcm.arrivals
     while not stop.is_set():
         call_id = uuid.uuid4()
@@ -77,16 +79,15 @@ async def _attack(ctx: Context, pool: asyncpg.Pool, pair: Pair, stop: asyncio.Ev
                 await asyncio.wait_for(stop.wait(), 0.5)
         finally:
             arrivals.forget(call_id)
-    return attack
 
 
 async def abuse(ctx: Context) -> dict[str, Any]:
     cfg = ctx.config
-    rate, seconds = cfg.abuse_rate, cfg.abuse_seconds
+    rate, seconds, rounds = cfg.abuse_rate, cfg.abuse_seconds, cfg.abuse_rounds
     n, warmup = int(rate * seconds), 10
     async with ctx.server.database("abuse") as dsn:
         conn = await asyncpg.connect(dsn)
-        pairs = await create_pairs(conn, 2 * n + warmup, "android")
+        pairs = await create_pairs(conn, 2 * rounds * n + warmup, "android")
         attacker, sink = await create_users(conn, 2, "attacker")
         # The bench databases raise the per-caller limit (bench/db.py); here it is the product's.
         await conn.execute(
@@ -101,24 +102,32 @@ async def abuse(ctx: Context) -> dict[str, Any]:
         pool = await client_pool(dsn, 16)
         worker = await start_worker(dsn, "abuse", **ctx.worker_env())
         ctx.fakes.reset()
-        stop = asyncio.Event()
+        quiet: list[float] = []
+        attacked: list[float] = []
+        lost = 0
+        attack = Attack()
+        attack_seconds = 0.0
         try:
             await open_loop_rings(pool, ctx.fakes.route, pairs[:warmup], 20, 0.5)
-            quiet = await open_loop_rings(
-                pool, ctx.fakes.route, pairs[warmup : warmup + n], rate, seconds
-            )
-            attack_task = asyncio.create_task(
-                _attack(ctx, pool, Pair(attacker, sink, uuid.uuid4(), ""), stop)
-            )
-            started = time.monotonic()
-            attacked = await open_loop_rings(
-                pool, ctx.fakes.route, pairs[warmup + n :], rate, seconds
-            )
-            stop.set()
-            attack = await attack_task
-            attack_seconds = time.monotonic() - started
+            # Quiet and attacked phases alternate, so a drift of the machine's load (other
+            # processes) hits both figures alike.
+            for i in range(2 * rounds):
+                batch = pairs[warmup + i * n : warmup + (i + 1) * n]
+                if i % 2 == 0:
+                    run = await open_loop_rings(pool, ctx.fakes.route, batch, rate, seconds)
+                    quiet += run.latencies
+                else:
+                    stop = asyncio.Event()
+                    target = Pair(attacker, sink, uuid.uuid4(), "")
+                    task = asyncio.create_task(_attack(ctx, pool, target, stop, attack))
+                    started = time.monotonic()
+                    run = await open_loop_rings(pool, ctx.fakes.route, batch, rate, seconds)
+                    stop.set()
+                    await task
+                    attack_seconds += time.monotonic() - started
+                    attacked += run.latencies
+                lost += run.lost
         finally:
-            stop.set()
             await worker.stop()
             await pool.close()
         sink_pushes = await conn.fetch(
@@ -127,10 +136,7 @@ async def abuse(ctx: Context) -> dict[str, Any]:
             attacker,
         )
         await conn.close()
-    quiet_lat, attacked_lat = (
-        stats.latency_ms(quiet.latencies),
-        stats.latency_ms(attacked.latencies),
-    )
+    quiet_lat, attacked_lat = stats.latency_ms(quiet), stats.latency_ms(attacked)
     p99_quiet, p99_attacked = quiet_lat.get("p99_ms"), attacked_lat.get("p99_ms")
     ratio = round(p99_attacked / p99_quiet, 3) if p99_quiet and p99_attacked else None
     ctx.log(
@@ -148,7 +154,8 @@ async def abuse(ctx: Context) -> dict[str, Any]:
         "bystander_quiet": quiet_lat,
         "bystander_attacked": attacked_lat,
         "ratio_p99": ratio,
-        "lost": quiet.lost + attacked.lost,
+        "rounds": rounds,
+        "lost": lost,
         "attacker": {
             "calls": attack.calls,
             "rang": attack.rings,
