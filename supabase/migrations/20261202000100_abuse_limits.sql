@@ -190,6 +190,9 @@ begin
   if length(app_id) > 256 then
     raise exception using errcode = '22023', message = 'app_id is at most 256 characters';
   end if;
+  -- One registration of this user at a time (the cap trigger takes the same lock; taking it
+  -- first keeps the lock order the same as a call's: advisory lock, then rows).
+  perform pg_catalog.pg_advisory_xact_lock(7337, pg_catalog.hashtext(v_uid::text));
   -- A token another account registered before moves here: the phone changed hands.
   select d.id into v_id from public.push_devices d where d.token = v_token;
   select d.id into v_voip_holder from public.push_devices d where d.voip_token = v_voip;

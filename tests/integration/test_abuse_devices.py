@@ -7,6 +7,7 @@ inside an APNs :path, locking anybody's id).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 
@@ -243,3 +244,19 @@ async def test_a_client_may_lock_only_its_own_id(db: asyncpg.Connection) -> None
     # The system (the worker) locks anyone; a client's own call insert still locks itself.
     await db.execute(lock, someone)
     assert await insert_call(db, me, someone) is not None
+
+
+async def test_concurrent_registrations_cannot_both_slip_under_the_cap(migrated_dsn: str) -> None:
+    conns = [await asyncpg.connect(migrated_dsn) for _ in range(6)]
+    try:
+        owner = await create_user(conns[0])
+
+        async def burst(conn: asyncpg.Connection) -> None:
+            for _ in range(5):
+                await register(conn, owner)
+
+        await asyncio.gather(*(burst(c) for c in conns))
+        assert len(await active(conns[0], owner)) == 10
+    finally:
+        for conn in conns:
+            await conn.close()
