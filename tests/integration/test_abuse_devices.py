@@ -14,8 +14,13 @@ import uuid
 import asyncpg
 import pytest
 
-from orchestrator.adapters.postgres.migrate import emulate_supabase, migrate
+from orchestrator.adapters.postgres.migrate import (
+    apply_settings_from_env,
+    emulate_supabase,
+    migrate,
+)
 from orchestrator.adapters.postgres.store import PostgresStore
+from orchestrator.config import Settings
 from orchestrator.domain.pickup import Ring, decide_pickup
 from orchestrator.domain.work import Job
 from tests.conftest import with_database
@@ -260,3 +265,19 @@ async def test_concurrent_registrations_cannot_both_slip_under_the_cap(migrated_
     finally:
         for conn in conns:
             await conn.close()
+
+
+async def test_max_devices_per_user_is_written_to_the_database_only_when_set(
+    fresh_dsn: str,
+) -> None:
+    conn = await asyncpg.connect(fresh_dsn)
+    try:
+        read = "select max_devices_per_user from orchestrator.settings"
+        await apply_settings_from_env(conn, Settings.from_env({}))
+        assert await conn.fetchval(read) == 10
+        await apply_settings_from_env(conn, Settings.from_env({"MAX_DEVICES_PER_USER": "4"}))
+        assert await conn.fetchval(read) == 4
+        await apply_settings_from_env(conn, Settings.from_env({}))
+        assert await conn.fetchval(read) == 4  # unset leaves the database's value alone
+    finally:
+        await conn.close()

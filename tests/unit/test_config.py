@@ -141,3 +141,17 @@ def test_env_example_documents_every_contract_variable() -> None:
         assert re.search(rf'env\.\w+\(\s*"{name}"', source), name
     assert set(VARIABLES) >= CONTRACT_VARIABLES
     assert set(VARIABLES) <= documented | {"ORCHESTRATOR_MIGRATIONS_DIR"}
+
+
+def test_abuse_limit_variables() -> None:
+    """MAX_DEVICES_PER_USER (1-100, default 10) and CALLEE_TOKEN_WHILE_RINGING (default off)."""
+    default = Settings.from_env({})
+    assert (default.max_devices_per_user, default.max_devices_set) == (10, False)
+    assert default.callee_token_while_ringing is False
+    custom = Settings.from_env({"MAX_DEVICES_PER_USER": "3", "CALLEE_TOKEN_WHILE_RINGING": "1"})
+    assert (custom.max_devices_per_user, custom.max_devices_set) == (3, True)
+    assert custom.callee_token_while_ringing is True
+    for bad in ("0", "101", "ten"):
+        with pytest.raises(ConfigError, match="MAX_DEVICES_PER_USER"):
+            Settings.from_env({"MAX_DEVICES_PER_USER": bad})
+    assert {"MAX_DEVICES_PER_USER", "CALLEE_TOKEN_WHILE_RINGING"} <= set(VARIABLES)
