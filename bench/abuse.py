@@ -1,4 +1,4 @@
-"""Scenario 7 (issue 10): a bystander's time-to-ring while one account fans out to the device
+"""Scenario 8 (issue 10): a bystander's time-to-ring while one account fans out to the device
 cap as fast as the limits allow, next to the same figure with no attacker, in the same run.
 
 The attacker owns two accounts: a caller and a "sink" that registered twice the cap of devices

@@ -38,7 +38,7 @@ SCENARIOS: list[tuple[str, str, Scenario]] = [
     ("soak", "5. soak", soak),
     ("push", "6. push throughput", push_throughput),
     ("tokens", "6. token server", token_server),
-    ("abuse", "7. abuse: bystander vs one account at the device cap", abuse),
+    ("abuse", "8. abuse: bystander vs one account at the device cap", abuse),
 ]
 
 
