@@ -84,7 +84,7 @@ async def _attack(
 async def abuse(ctx: Context) -> dict[str, Any]:
     cfg = ctx.config
     rate, seconds, rounds = cfg.abuse_rate, cfg.abuse_seconds, cfg.abuse_rounds
-    n, warmup = int(rate * seconds), 10
+    n, warmup = int(rate * seconds), 3 if cfg.quick else 10  # the quick run has < 60 s in all
     async with ctx.server.database("abuse") as dsn:
         conn = await asyncpg.connect(dsn)
         pairs = await create_pairs(conn, 2 * rounds * n + warmup, "android")

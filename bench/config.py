@@ -87,7 +87,7 @@ class BenchConfig:
             token_seconds=1.0,
             token_clients=16,
             abuse_rate=20.0,
-            abuse_seconds=1.0,
+            abuse_seconds=0.75,
             abuse_rounds=1,
             profile_seconds=0.0,  # no profile in the quick run
         )
