@@ -36,6 +36,10 @@ class BenchConfig:
     push_deliveries: int = 5_000
     token_seconds: float = 5.0
     token_clients: int = 32
+    # 7. abuse: bystander time-to-ring with and without one account fanning out to the cap
+    abuse_rate: float = 50.0
+    abuse_seconds: float = 8.0  # per phase; quiet and attacked phases alternate
+    abuse_rounds: int = 3
     # the profile of the hot path (pyinstrument, scenario 2's load)
     profile_seconds: float = 15.0
     worker_pool: int = 8  # DB_POOL_SIZE of every worker process (its default)
@@ -82,6 +86,9 @@ class BenchConfig:
             push_deliveries=500,
             token_seconds=1.0,
             token_clients=16,
+            abuse_rate=20.0,
+            abuse_seconds=0.75,
+            abuse_rounds=1,
             profile_seconds=0.0,  # no profile in the quick run
         )
 

@@ -141,8 +141,13 @@ async def create_pairs(
     ios = platform == "ios"
     rows = await conn.fetch(
         "insert into public.push_devices (user_id, platform, token, voip_token)"
-        " select u, $2, case when $3 then 'ok-alert-' || u else null end,"
-        "        case when $2 = 'ios' then 'ok-voip-' || u else null end"
+        # APNs tokens are 64-200 hex: "ok-" hex-encoded (6f6b2d, the fakes' behaviour prefix)
+        # in front of unique hex; FCM tokens may spell it out.
+        " select u, $2, case when not $3 then null when $2 = 'ios'"
+        "   then '6f6b2d' || md5('a' || u) || replace(u::text, '-', '')"
+        "   else 'ok-alert-' || u end,"
+        "        case when $2 = 'ios'"
+        "   then '6f6b2d' || md5('v' || u) || replace(u::text, '-', '') else null end"
         " from unnest($1::uuid[]) as u returning id, user_id, token, voip_token",
         callees,
         platform,

@@ -35,8 +35,9 @@ def _message(i: int, platform: Platform) -> PushMessage:
         caller_name=f"User {i}",
         video=True,
         platform=platform,
-        token=f"ok-alert-{i}" if ios else f"ok-fcm-{i}",
-        voip_token=f"ok-voip-{i}" if ios else None,
+        # APNs tokens are hex: "ok-" hex-encoded (the fakes' behaviour prefix), then the index.
+        token=f"6f6b2d{i:064x}" if ios else f"ok-fcm-{i:032d}",
+        voip_token=f"6f6b2d{i + 1:064x}" if ios else None,
         apns_environment=None,
     )
 

@@ -121,6 +121,13 @@ def targets(results: dict[str, Any], *, quick: bool) -> list[dict[str, Any]]:
             10000,
             "ms",
         ),
+        _target(
+            "abuse: bystander p99 under attack / quiet",
+            _get(results, "abuse", "ratio_p99"),
+            "<=",
+            2,
+            "x",
+        ),
     ]
     if quick:
         for row in rows:
@@ -395,6 +402,35 @@ def markdown(document: dict[str, Any]) -> str:
 
     out += presence_lines(s.get("presence"))
 
+    ab = s.get("abuse")
+    if ab is not None:
+        out += ["## Abuse: one account at the device cap (issue 10)", ""]
+        if err := _error(ab):
+            out += [f"not measured: {err}", ""]
+        else:
+            at = ab["attacker"]
+            out += [
+                f"Bystanders ring at {ab['rate_per_s']}/s for {ab['seconds']} s, first alone, then"
+                f" while one account calls its own sink account ({ab['sink_devices_registered']}"
+                f" registrations, {ab['sink_devices_active']} active: the cap) and cancels on the"
+                " first ring, as fast as the limits allow.",
+                "",
+                "| bystander time-to-ring | p50 | p99 | max |",
+                "|---|---|---|---|",
+                *(
+                    f"| {label} | {_fmt(ab[key].get('p50_ms'), 'ms')} | "
+                    f"{_fmt(ab[key].get('p99_ms'), 'ms')} | {_fmt(ab[key].get('max_ms'), 'ms')} |"
+                    for label, key in (
+                        ("quiet", "bystander_quiet"),
+                        ("under attack", "bystander_attacked"),
+                    )
+                ),
+                "",
+                f"p99 ratio {_fmt(ab['ratio_p99'])} (target <= 2); attacker: {at['calls']} calls,"
+                f" refused {at['refused']}, pushes {at['pushes']} ({at['pushes_per_s']}/s).",
+                "",
+            ]
+
     pr = s.get("profile")
     if pr is not None:
         out += ["## Profile of the hot path (worker, scenario 2's load, pyinstrument)", ""]
@@ -581,5 +617,12 @@ def _headline(document: dict[str, Any]) -> list[str]:
             f"| NCS: notices/s, p99 at 200/s; presence timer p99 | {_fmt(ncs['notices_per_s'])}, "
             f"{_fmt(_get(ncs, 'at_rate_result', 'latency', 'p99_ms'), 'ms')}; "
             f"{_fmt(_get(s, 'presence', 'timers', 'lateness', 'p99_ms'), 'ms')} |"
+        )
+    ab = _get(s, "abuse") or {}
+    if "ratio_p99" in ab:
+        rows.append(
+            f"| abuse: bystander p99 quiet vs under attack | "
+            f"{_fmt(_get(ab, 'bystander_quiet', 'p99_ms'), 'ms')} vs "
+            f"{_fmt(_get(ab, 'bystander_attacked', 'p99_ms'), 'ms')} (x{_fmt(ab['ratio_p99'])}) |"
         )
     return rows

@@ -17,6 +17,7 @@ from typing import Any
 import psutil
 
 from bench import report
+from bench.abuse import abuse
 from bench.config import DEFAULT_OUT, REPO, BenchConfig
 from bench.db import Server
 from bench.fakes import Fakes
@@ -39,6 +40,7 @@ SCENARIOS: list[tuple[str, str, Scenario]] = [
     ("push", "6. push throughput", push_throughput),
     ("tokens", "6. token server", token_server),
     ("presence", "8. presence: NCS endpoint and timers", presence),
+    ("abuse", "9. abuse: bystander vs one account at the device cap", abuse),
 ]
 
 

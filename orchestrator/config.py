@@ -30,6 +30,8 @@ VARIABLES: tuple[str, ...] = (
     "MAX_CALL_SECONDS",
     "CALLS_PER_MINUTE_PER_CALLER",
     "CALLER_NAME_KEY",
+    "MAX_DEVICES_PER_USER",
+    "CALLEE_TOKEN_WHILE_RINGING",
     "APNS_KEY_FILE",
     "APNS_KEY_ID",
     "APNS_TEAM_ID",
@@ -95,6 +97,9 @@ class Settings:
     calls_per_minute_per_caller: int = 10
     calls_per_minute_set: bool = False
     caller_name_key: str = "full_name"
+    max_devices_per_user: int = 10
+    max_devices_set: bool = False
+    callee_token_while_ringing: bool = False
     apns_key_file: str | None = None
     apns_key_id: str | None = None
     apns_team_id: str | None = None
@@ -163,6 +168,9 @@ class Settings:
             calls_per_minute_per_caller=env.integer("CALLS_PER_MINUTE_PER_CALLER", 10, 1, 100_000),
             calls_per_minute_set=env.is_set("CALLS_PER_MINUTE_PER_CALLER"),
             caller_name_key=env.text("CALLER_NAME_KEY", "full_name") or "full_name",
+            max_devices_per_user=env.integer("MAX_DEVICES_PER_USER", 10, 1, 100),
+            max_devices_set=env.is_set("MAX_DEVICES_PER_USER"),
+            callee_token_while_ringing=bool(env.flag("CALLEE_TOKEN_WHILE_RINGING", False)),
             apns_key_file=env.text("APNS_KEY_FILE"),
             apns_key_id=env.text("APNS_KEY_ID"),
             apns_team_id=env.text("APNS_TEAM_ID"),

@@ -57,8 +57,9 @@ async def _prepare(dsn: str) -> tuple[asyncpg.Connection, dict[str, uuid.UUID]]:
             " values ($1, $2, $3, $4)",
             users[name],
             platform,
-            f"demo-{uuid.uuid4().hex}",
-            f"demo-voip-{uuid.uuid4().hex}" if platform == "ios" else None,
+            # Well-formed tokens (64+ hex for APNs, docs/security.md); pushes are dry-run.
+            uuid.uuid4().hex * 2 if platform == "ios" else f"demo-{uuid.uuid4().hex}",
+            uuid.uuid4().hex * 2 if platform == "ios" else None,
         )
     return conn, users
 

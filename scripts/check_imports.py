@@ -22,6 +22,7 @@ DOMAIN_STDLIB = {
     "itertools",
     "math",
     "re",
+    "unicodedata",  # pure: character categories for caller names
 }
 WIRING = {"orchestrator.worker", "orchestrator.server", "orchestrator.cli", "orchestrator.demo"}
 

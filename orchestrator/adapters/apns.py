@@ -25,6 +25,7 @@ from orchestrator.adapters.h2conn import H2Conn, H2Error, H2Response
 from orchestrator.config import ConfigError, Settings
 from orchestrator.domain.model import PushKind
 from orchestrator.domain.push import Permanent, PushMessage, PushResult, Retry
+from orchestrator.domain.tokens import apns_token_ok
 from orchestrator.logs import get_logger
 
 log = get_logger(__name__)
@@ -134,6 +135,8 @@ class ApnsProvider:
         device = message.target_token
         if not device:
             return Permanent("missing_token", prune=False)
+        if not apns_token_ok(device):  # it would become part of the :path
+            return Permanent("invalid_token", prune=False)
         try:
             request = build_apns_request(message, self._bundle)
         except PayloadTooLarge:

@@ -67,7 +67,7 @@ def build_apns_request(message: PushMessage, bundle_id: str) -> ApnsRequest:
             "alert": {
                 "title-loc-key": MISSED_TITLE_LOC_KEY,
                 "loc-key": MISSED_LOC_KEY[message.video],
-                "loc-args": [fields["caller_name"]],
+                "loc-args": [fields["caller_name"] or ""],
             },
             "sound": "default",
             "thread-id": "missed-calls",

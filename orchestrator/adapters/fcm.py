@@ -12,6 +12,7 @@ from orchestrator.adapters.fcm_auth import FcmAuth, FcmAuthError
 from orchestrator.adapters.fcm_payload import build_fcm_message, fcm_result, parse_retry_after
 from orchestrator.config import ConfigError, Settings
 from orchestrator.domain.push import Permanent, PushMessage, PushResult, Retry
+from orchestrator.domain.tokens import fcm_token_ok
 from orchestrator.logs import get_logger
 
 log = get_logger(__name__)
@@ -48,6 +49,8 @@ class FcmProvider:
         device = message.target_token
         if not device:
             return Permanent("missing_token", prune=False)
+        if not fcm_token_ok(device):
+            return Permanent("invalid_token", prune=False)
         body = orjson.dumps(build_fcm_message(message, device, datetime.now(UTC)))
         try:
             # One deadline over token, request and the 401 retry: the port's promise.

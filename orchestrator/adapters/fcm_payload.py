@@ -27,10 +27,12 @@ MISSED_BODY_LOC_KEY = {False: "missed_call", True: "missed_video_call"}
 _REASON = re.compile(r"^[A-Z0-9_]{1,64}$")
 
 
-def data_strings(fields: dict[str, str | int | bool]) -> dict[str, str]:
-    """FCM data values must be strings; booleans as JSON spells them."""
+def data_strings(fields: dict[str, str | int | bool | None]) -> dict[str, str]:
+    """FCM data values must be strings; booleans as JSON spells them; null → key left out."""
     return {
-        k: ("true" if v else "false") if isinstance(v, bool) else str(v) for k, v in fields.items()
+        k: ("true" if v else "false") if isinstance(v, bool) else str(v)
+        for k, v in fields.items()
+        if v is not None
     }
 
 
@@ -50,7 +52,7 @@ def build_fcm_message(message: PushMessage, token: str, now: datetime) -> dict[s
         android["notification"] = {
             "title_loc_key": MISSED_TITLE_LOC_KEY,
             "body_loc_key": MISSED_BODY_LOC_KEY[message.video],
-            "body_loc_args": [data["caller_name"]],
+            "body_loc_args": [data.get("caller_name", "")],
             "tag": data["call_id"],  # a resent missed-call notice replaces the first one
         }
     else:

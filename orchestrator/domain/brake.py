@@ -6,12 +6,19 @@ prune-candidate results make up more than `ratio` of the provider's results in t
 Pure: the caller passes `now` (monotonic seconds). Results are counted in 1-second buckets, so
 memory stays bounded (≤ window buckets per provider) whatever the push rate; a result leaves the
 window once its bucket's start is `window` or more seconds old.
+
+At most one prune candidate per recipient user counts in the window (abuse limits): one account
+registering garbage tokens would otherwise engage the brake for the whole provider and keep
+every user's dead tokens from being pruned. A further candidate of a user already counted is
+left out entirely (neither a prune nor a result), so a misconfiguration that hits at least
+`min_prunes` distinct users still engages the brake however many devices each of them has.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 WINDOW_SECONDS = 300.0
@@ -22,6 +29,7 @@ class _Bucket:
     second: int
     prunes: int = 0
     total: int = 0
+    users: list[Hashable] = field(default_factory=list)  # whose candidate counted here
 
 
 @dataclass(slots=True)
@@ -29,6 +37,7 @@ class _Window:
     buckets: deque[_Bucket] = field(default_factory=deque)
     prunes: int = 0
     total: int = 0
+    counted: dict[Hashable, int] = field(default_factory=dict)  # user -> bucket second
 
 
 class PruneBrake:
@@ -42,10 +51,15 @@ class PruneBrake:
         self.window = window_seconds
         self._windows: dict[str, _Window] = {}
 
-    def record(self, provider: str, prune_candidate: bool, now: float) -> None:
+    def record(
+        self, provider: str, prune_candidate: bool, now: float, user: Hashable | None = None
+    ) -> None:
         """Every provider answer counts: accepted, retry, permanent, and prune candidates (also
-        those the brake then stops, so that the brake stays on while the failures go on)."""
+        those the brake then stops, so that the brake stays on while the failures go on) —
+        except a second prune candidate of the same recipient `user` within the window."""
         window = self._expire(provider, now)
+        if prune_candidate and user is not None and user in window.counted:
+            return
         second = math.floor(now)
         if not window.buckets or window.buckets[-1].second < second:
             window.buckets.append(_Bucket(second))
@@ -55,6 +69,9 @@ class PruneBrake:
         if prune_candidate:
             bucket.prunes += 1
             window.prunes += 1
+            if user is not None:
+                bucket.users.append(user)
+                window.counted[user] = bucket.second
 
     def counts(self, provider: str, now: float) -> tuple[int, int]:
         """(prune candidates, all results) in the window."""
@@ -71,4 +88,7 @@ class PruneBrake:
             old = window.buckets.popleft()
             window.prunes -= old.prunes
             window.total -= old.total
+            for user in old.users:
+                if window.counted.get(user) == old.second:
+                    del window.counted[user]
         return window

@@ -1,7 +1,9 @@
 """What the worker does with a ringing call it sees for the first time.
 
-Order, from the contract: a call first seen after its deadline is `missed` (never rung);
-then glare → busy → blocked/unreachable → ring.
+Order, from the contract (abuse limits): blocked → glare → busy → ring. A blocked caller's call
+ends `unreachable` before anything else is looked at, so a block never merges a glare and never
+tells the blocked caller that the blocker is in a call (`busy`) or missed it. Then a call first
+seen after its deadline is `missed` (never rung); then glare → busy → no devices → ring.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ class OppositeCall:
 
 @dataclass(frozen=True, slots=True)
 class PickupFacts:
+    """`opposite` is never a call between two users where either blocked the other."""
+
     call_id: UUID
     status: Status
     created_at: datetime
@@ -73,6 +77,9 @@ def decide_pickup(facts: PickupFacts) -> PickupDecision:
         return Skip()
     if facts.caller_id is None or facts.callee_id is None:
         return End(EndReason.FAILED, {"error": "participant_missing"})
+    if facts.callee_blocked_caller:
+        # Recorded only in the audit detail, which no client can read.
+        return End(EndReason.UNREACHABLE, {"reason": "blocked"})
     if facts.deadline_passed:
         return End(EndReason.MISSED, {"rang": False})
     if facts.opposite is not None:
@@ -82,9 +89,6 @@ def decide_pickup(facts: PickupFacts) -> PickupDecision:
         return Merge(survivor=survivor, loser=loser)
     if facts.callee_in_accepted_call:
         return End(EndReason.BUSY, {"reason": "callee_in_call"})
-    if facts.callee_blocked_caller:
-        # Recorded only in the audit detail, which no client can read.
-        return End(EndReason.UNREACHABLE, {"reason": "blocked"})
     if facts.ring_capable_devices == 0:
         return End(EndReason.UNREACHABLE, {"reason": "no_devices"})
     return Ring()

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from orchestrator.domain.model import EndReason, Platform, PushKind
+from orchestrator.domain.names import CALLER_NAME_MAX
 
-CALLER_NAME_MAX = 64
 # How long a push stays deliverable at the provider, by kind (ring: until the ring deadline).
 STOP_TTL_SECONDS = 60
 MISSED_TTL_SECONDS = 24 * 3600
@@ -27,7 +27,7 @@ class PushMessage:
     seq: int
     expires_at: datetime
     caller_id: UUID | None
-    caller_name: str
+    caller_name: str | None  # already clean (orchestrator.domain.names); None: no name
     video: bool
     platform: Platform
     # Exactly one of these is used: iOS rings go to the PushKit token, everything else to `token`.
@@ -35,6 +35,7 @@ class PushMessage:
     voip_token: str | None
     apns_environment: str | None
     end_reason: EndReason | None = None
+    recipient_id: UUID | None = None  # the callee; the pruning brake counts per recipient
 
     @property
     def target_token(self) -> str | None:
@@ -42,15 +43,15 @@ class PushMessage:
             return self.voip_token
         return self.token
 
-    def common_fields(self) -> dict[str, str | int | bool]:
+    def common_fields(self) -> dict[str, str | int | bool | None]:
         """The fields the contract requires in every push, typed (FCM stringifies them)."""
-        fields: dict[str, str | int | bool] = {
+        fields: dict[str, str | int | bool | None] = {
             "call_id": str(self.call_id),
             "kind": self.kind.value,
             "seq": self.seq,
             "expires_at": rfc3339(self.expires_at),
             "caller_id": str(self.caller_id) if self.caller_id else "",
-            "caller_name": self.caller_name[:CALLER_NAME_MAX],
+            "caller_name": self.caller_name[:CALLER_NAME_MAX] if self.caller_name else None,
             "video": self.video,
         }
         if self.end_reason is not None:

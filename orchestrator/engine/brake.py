@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Protocol
 
 
 class Brake(Protocol):
-    def record(self, provider: str, prune_candidate: bool, now: float) -> None: ...
+    def record(
+        self, provider: str, prune_candidate: bool, now: float, user: Hashable | None = None
+    ) -> None: ...
 
     def allows_prune(self, provider: str, now: float) -> bool: ...
 
@@ -14,7 +17,9 @@ class Brake(Protocol):
 class NoBrake:
     """Always prunes (unit tests that are not about the brake)."""
 
-    def record(self, provider: str, prune_candidate: bool, now: float) -> None:
+    def record(
+        self, provider: str, prune_candidate: bool, now: float, user: Hashable | None = None
+    ) -> None:
         return None
 
     def allows_prune(self, provider: str, now: float) -> bool:

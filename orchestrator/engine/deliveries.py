@@ -7,10 +7,11 @@ import asyncio
 import random
 from collections.abc import Callable, Mapping
 
-from orchestrator.domain.model import Platform
+from orchestrator.domain.model import Platform, PushKind
 from orchestrator.domain.push import Accepted, Permanent, PushResult, Retry
 from orchestrator.domain.work import ClaimedDelivery, DeliveryOutcome, Ended, OutcomeStatus
 from orchestrator.engine.brake import Brake
+from orchestrator.engine.fair import FairLimiter
 from orchestrator.engine.pruning import PruneQuarantine
 from orchestrator.engine.recorder import Recorder
 from orchestrator.engine.settings import EngineSettings
@@ -48,7 +49,8 @@ class Sender:
         self.recorder = Recorder(store, metrics, on_ended)
         self.quarantine = PruneQuarantine(store, brake, metrics, settings.prune_quarantine_seconds)
         self.tasks: set[asyncio.Task[None]] = set()
-        self._limits = {p: asyncio.Semaphore(settings.push_concurrency) for p in providers}
+        # Per provider, shared fairly between calls: one call's fan-out never starves a ring.
+        self._limits = {p: FairLimiter(settings.push_concurrency) for p in providers}
 
     def dispatch(self, deliveries: list[ClaimedDelivery]) -> None:
         """Start sending; returns at once. Each delivery records its own outcome."""
@@ -90,7 +92,8 @@ class Sender:
             )
             return self._log_outcome(delivery, failed, 0.0)
         started = self.clock.monotonic()
-        async with self._limits[message.platform]:
+        priority = 0 if message.kind is PushKind.RING else 1
+        async with self._limits[message.platform].slot(message.call_id, priority):
             try:
                 # The provider has its own timeout; this is the backstop for a buggy one.
                 result: PushResult = await asyncio.wait_for(
@@ -133,7 +136,8 @@ class Sender:
             self.brake.record(provider, False, now)
             return make(OutcomeStatus.SENT, provider_message_id=result.provider_message_id)
         if isinstance(result, Permanent):
-            self.brake.record(provider, result.prune, now)
+            # Counted per recipient: one account's garbage tokens cannot brake everyone.
+            self.brake.record(provider, result.prune, now, message.recipient_id)
             if result.prune:
                 # Failed now (so the call can end unreachable); the device is disabled only
                 # if the brake still allows it when the quarantine is over.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from uuid import UUID
@@ -60,11 +61,30 @@ async def _authenticate(server: TokenServer, request: web.Request) -> Identity:
         ) from None
 
 
+async def _read_body(server: TokenServer, request: web.Request) -> None:
+    """Read (and ignore) the body: enforces client_max_size (413). A client that is slow or
+    sends a malformed body is the client's problem (408/400), never a 503: 503 means a
+    dependency is down, and only that moves tokens_total{outcome="unavailable"}."""
+    try:
+        async with asyncio.timeout(server.limits.body_timeout):
+            await request.read()
+    except web.HTTPException:
+        raise
+    except TimeoutError:
+        raise p.Problem(
+            p.REQUEST_TIMEOUT, "The request body did not arrive in time.", reason="body_timeout"
+        ) from None
+    except Exception as exc:  # a broken chunked encoding, a short body, a reset
+        raise p.Problem(
+            p.BAD_REQUEST, "The request body is malformed.", reason=type(exc).__name__
+        ) from None
+
+
 async def agora_token(request: web.Request) -> web.Response:
     server, ctx = request.app[SERVER], CURRENT.get()
     ctx.call_id = request.match_info["call_id"]
     await _limit(server.limiter.hit_ip(ctx.client_ip))
-    await request.read()  # enforces client_max_size (413); the body itself is ignored
+    await _read_body(server, request)
     identity = await _authenticate(server, request)
     ctx.user_id = identity.user_id
     await _limit(server.limiter.hit_user(str(identity.user_id)))
@@ -84,6 +104,7 @@ async def agora_token(request: web.Request) -> web.Response:
             max_call_seconds=settings.max_call_seconds,
             token_version=settings.agora_token_version,
             time_limit=server.limits.db_timeout,
+            callee_while_ringing=settings.callee_token_while_ringing,
         )
     except store.StoreUnavailable:
         raise p.Problem(p.UNAVAILABLE, "The database is unavailable.", reason="database") from None
@@ -94,6 +115,10 @@ async def agora_token(request: web.Request) -> web.Response:
             raise p.Problem(p.NOT_FOUND, "No such call.", reason="not_found")
         case store.Outcome.ENDED:
             raise p.Problem(p.CALL_ENDED, "The call has ended.", reason="ended")
+        case store.Outcome.NOT_ACCEPTED:
+            # A callee with a publisher token could join and watch the caller before answering.
+            detail = "The callee gets a token once the call is accepted."
+            raise p.Problem(p.CALL_NOT_ACCEPTED, detail, reason="not_accepted")
         case store.Outcome.MAX_DURATION:
             detail = "The call has reached its maximum duration."
             raise p.Problem(p.CALL_ENDED, detail, reason="max_duration")

@@ -37,7 +37,14 @@ TOKEN_RESPONSES = {
         headers={"WWW-Authenticate": {"schema": {"type": "string"}}},
     ),
     "404": _problem("Unknown call, or the user is not a participant.", p.NOT_FOUND),
-    "409": _problem("The call has ended (or reached its maximum duration).", p.CALL_ENDED),
+    "400": _problem("Malformed request (for example a broken body).", p.BAD_REQUEST),
+    "408": _problem("The client did not send its request in time.", p.REQUEST_TIMEOUT),
+    "409": _problem(
+        "The call has ended (or reached its maximum duration); or the callee asked while the"
+        " call still rings (tokens come once it is accepted unless CALLEE_TOKEN_WHILE_RINGING=1).",
+        p.CALL_ENDED,
+        p.CALL_NOT_ACCEPTED,
+    ),
     "413": _problem("Request body too large.", p.PAYLOAD_TOO_LARGE),
     "429": _problem(
         "Per-user or per-IP rate limit reached.",

@@ -29,17 +29,21 @@ UNAUTHORIZED = ProblemType("unauthorized", 401, "Missing or invalid access token
 FORBIDDEN_ORIGIN = ProblemType("origin-not-allowed", 403, "Origin not allowed", "forbidden")
 NOT_FOUND = ProblemType("not-found", 404, "Not found", "not_found")
 METHOD_NOT_ALLOWED = ProblemType("method-not-allowed", 405, "Method not allowed", "bad_request")
+REQUEST_TIMEOUT = ProblemType("request-timeout", 408, "Request timeout", "bad_request")
 CALL_ENDED = ProblemType("call-ended", 409, "Call has ended", "ended")
+# The callee gets a token only once the call is accepted (CALLEE_TOKEN_WHILE_RINGING=1: earlier).
+CALL_NOT_ACCEPTED = ProblemType("call-not-accepted", 409, "Call not accepted yet", "not_accepted")
 PAYLOAD_TOO_LARGE = ProblemType("payload-too-large", 413, "Payload too large", "bad_request")
 RATE_LIMITED = ProblemType("rate-limited", 429, "Too many requests", "rate_limited")
 INTERNAL = ProblemType("internal", 500, "Internal server error", "error")
 UNAVAILABLE = ProblemType("dependency-unavailable", 503, "Dependency unavailable", "unavailable")
 
 ALL = (
-    BAD_REQUEST, UNAUTHORIZED, FORBIDDEN_ORIGIN, NOT_FOUND, METHOD_NOT_ALLOWED, CALL_ENDED,
-    PAYLOAD_TOO_LARGE, RATE_LIMITED, INTERNAL, UNAVAILABLE,
+    BAD_REQUEST, UNAUTHORIZED, FORBIDDEN_ORIGIN, NOT_FOUND, METHOD_NOT_ALLOWED, REQUEST_TIMEOUT,
+    CALL_ENDED, CALL_NOT_ACCEPTED, PAYLOAD_TOO_LARGE, RATE_LIMITED, INTERNAL, UNAVAILABLE,
 )  # fmt: skip
-BY_STATUS = {kind.status: kind for kind in ALL}
+# aiohttp's own errors by status; a 409 from aiohttp itself would be a plain conflict.
+BY_STATUS = {kind.status: kind for kind in ALL if kind is not CALL_NOT_ACCEPTED}
 
 
 class Problem(Exception):

@@ -22,6 +22,7 @@ class Limits:
     db_timeout: float = 3.0
     readiness_timeout: float = 2.0
     request_timeout: float = 10.0
+    body_timeout: float = 5.0  # a client that stalls its body gets 408, not 503
     max_body_bytes: int = 1024  # the token endpoint takes no body
     keepalive_timeout: float = 15.0
     shutdown_timeout: float = 10.0

@@ -47,6 +47,7 @@ with c as (
                'token_version', $7::text)
     from g cross join s
     where s.ok and g.status in ('ringing', 'accepted') and g.expire_ts > g.issue_ts
+      and (g.uid = 1 or g.status = 'accepted' or $8::boolean)
     returning id
 )
 select s.ok as session_ok, g.status, g.uid, g.issue_ts, g.expire_ts,
@@ -61,6 +62,7 @@ class Outcome(StrEnum):
     NOT_FOUND = "not_found"
     ENDED = "ended"
     MAX_DURATION = "max_duration"  # accepted, but accepted_at + MAX_CALL_SECONDS has passed
+    NOT_ACCEPTED = "not_accepted"  # the callee, while the call rings (CALLEE_TOKEN_WHILE_RINGING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +100,18 @@ async def issue(
     max_call_seconds: int,
     token_version: str,
     time_limit: float,
+    callee_while_ringing: bool = False,
 ) -> Grant:
-    args = (call_id, user_id, session_id, check_session, ttl, max_call_seconds, token_version)
+    args = (
+        call_id,
+        user_id,
+        session_id,
+        check_session,
+        ttl,
+        max_call_seconds,
+        token_version,
+        callee_while_ringing,
+    )
     try:
         async with asyncio.timeout(time_limit), pool.acquire() as conn:
             row = await conn.fetchrow(ISSUE_SQL, *args)
@@ -113,6 +125,8 @@ async def issue(
     status = Status(row["status"])
     if status is Status.ENDED:
         return Grant(Outcome.ENDED, status)
+    if status is Status.RINGING and row["uid"] == 2 and not callee_while_ringing:
+        return Grant(Outcome.NOT_ACCEPTED, status)
     if row["audit_id"] is None:
         return Grant(Outcome.MAX_DURATION, status)
     return Grant(Outcome.ISSUED, status, row["uid"], row["issue_ts"], row["expire_ts"])

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.postgres
 
 SCENARIOS = (
     "time_to_ring", "throughput", "timers", "replicas", "soak", "push", "tokens", "presence",
+    "abuse",
 )  # fmt: skip
 # One number per scenario that only a run that did the work can produce.
 FIGURES = {
@@ -28,6 +29,7 @@ FIGURES = {
     "push": ("fcm", "engine_per_s", "median"),
     "tokens": ("tokens_per_s", "median"),
     "presence": ("timers", "lateness", "p99_ms"),
+    "abuse": ("ratio_p99",),
 }
 
 

@@ -1,10 +1,11 @@
 """A fake APNs: real HTTP/2 over TLS (h2 + trustme), checking what Apple checks.
 
-Behaviour by device-token prefix: ok, bad (400 BadDeviceToken), gone (410 Unregistered),
-notopic (400 DeviceTokenNotForTopic), throttle (429), error (500), unavailable (503),
-expired (403 ExpiredProviderToken for the first JWT seen with it, then 200), hang (never
-answers), slow (answers only when the connection drains after a GOAWAY), goaway (GOAWAY with
-last_stream_id below this stream, then drains and closes), drop (closes the TCP connection).
+Behaviour by device-token prefix (hex-encoded, tests/fakes/tokens.py): ok, bad (400
+BadDeviceToken), gone (410 Unregistered), notopic (400 DeviceTokenNotForTopic), throttle
+(429), error (500), unavailable (503), expired (403 ExpiredProviderToken for the first JWT
+seen with it, then 200), hang (never answers), slow (answers only when the connection drains
+after a GOAWAY), goaway (GOAWAY with last_stream_id below this stream, then drains and
+closes), drop (closes the TCP connection).
 Any other prefix: 400 BadDeviceToken. `fail_every = N` answers every Nth request 503.
 """
 
@@ -28,6 +29,7 @@ from h2.settings import SettingCodes
 
 from tests.fakes.apns_checks import check_request
 from tests.fakes.keys import ApnsKey
+from tests.fakes.tokens import behaviour
 
 
 @dataclass
@@ -106,7 +108,7 @@ class FakeApns:
         self.requests.append(rec)
         self._arrived.set()
         self._arrived = asyncio.Event()
-        prefix = token.split("-", 1)[0]
+        prefix = behaviour(token)
         if prefix in ("goaway", "drop"):
             return prefix  # never processed
         fields = body if isinstance(body, dict) else {}

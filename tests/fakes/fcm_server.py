@@ -21,6 +21,7 @@ import jwt
 from aiohttp import web
 
 from tests.fakes.keys import ServiceAccount
+from tests.fakes.tokens import behaviour
 
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
@@ -53,6 +54,7 @@ class FakeFcm:
         self.account: ServiceAccount | None = None  # set before the first token request
         self.expires_in = 3600
         self.fail_every: int | None = None
+        self.latency = 0.0  # seconds before each answer (a provider's own latency)
         self.refuse_grants = False
         self.requests: list[Sent] = []
         self.counts: Counter[tuple[str, str, str]] = Counter()  # (token, call_id, kind)
@@ -130,9 +132,11 @@ class FakeFcm:
             return self._error(sent, 403, "PERMISSION_DENIED", None, "Wrong project")
         if problem := self._invalid(message):
             return self._error(sent, 400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", problem)
+        if self.latency:
+            await asyncio.sleep(self.latency)  # the provider's latency, not a synchronisation
         if self.fail_every and len(self.requests) % self.fail_every == 0:
             return self._error(sent, 503, *ERRORS["unavailable"][1:])
-        prefix = token.split("-", 1)[0]
+        prefix = behaviour(token)
         if prefix == "hang":
             await self._stop.wait()
             return web.Response(status=503)

@@ -8,16 +8,19 @@ from itertools import count
 
 from orchestrator.domain.model import EndReason, Platform, PushKind
 from orchestrator.domain.push import PushMessage
+from tests.fakes.tokens import apns_hex, hex_token
 
 _ids = count(1)
+# APNs-format tokens the fakes answer "ok" (tests/fakes/tokens.py).
+OK_ALERT, OK_VOIP = hex_token("ok"), hex_token("ok")
 
 
 def push(
     kind: PushKind = PushKind.RING,
     platform: Platform = Platform.IOS,
     *,
-    token: str | None = "ok-alert",
-    voip_token: str | None = "ok-voip",
+    token: str | None = OK_ALERT,
+    voip_token: str | None = OK_VOIP,
     expires_in: float = 30.0,
     video: bool = True,
     caller_name: str = "Ada Lovelace",
@@ -35,8 +38,9 @@ def push(
         caller_name=caller_name,
         video=video,
         platform=platform,
-        token=token,
-        voip_token=voip_token,
+        # iOS tokens in APNs format (64+ hex); a readable name is encoded (tests/fakes/tokens.py).
+        token=apns_hex(token) if token and platform is Platform.IOS else token,
+        voip_token=apns_hex(voip_token) if voip_token and platform is Platform.IOS else voip_token,
         apns_environment=apns_environment,
         end_reason=end_reason,
     )

@@ -17,6 +17,7 @@ from orchestrator.domain.push import Accepted, Permanent, Retry
 from tests.fakes.apns_server import FakeApns
 from tests.fakes.keys import APNS_BUNDLE_ID, write_apns_key, write_tls
 from tests.fakes.messages import push, ring_ios
+from tests.fakes.tokens import apns_hex
 
 TIMEOUT = 0.5
 
@@ -58,7 +59,7 @@ async def test_ring_is_a_voip_push_with_the_common_fields(apns: Apns) -> None:
     assert isinstance(result, Accepted) and result.provider_message_id
     [req] = apns.fake.requests
     h = req.headers
-    assert h[":path"] == "/3/device/ok-ring"
+    assert h[":path"] == "/3/device/" + apns_hex("ok-ring")
     assert h["apns-push-type"] == "voip"
     assert h["apns-topic"] == f"{APNS_BUNDLE_ID}.voip"
     assert h["apns-priority"] == "10"
@@ -66,14 +67,14 @@ async def test_ring_is_a_voip_push_with_the_common_fields(apns: Apns) -> None:
     assert h["apns-collapse-id"] == str(message.call_id)
     assert result.provider_message_id == h["apns-id"]
     assert req.body == message.common_fields()  # data at top level, typed; no `aps`
-    assert apns.fake.accepted[("ok-ring", str(message.call_id), "ring")] == 1
+    assert apns.fake.accepted[(apns_hex("ok-ring"), str(message.call_id), "ring")] == 1
 
 
 async def test_missed_is_a_localised_alert_to_the_alert_token(apns: Apns) -> None:
     message = push(PushKind.MISSED, token="ok-alert", voip_token="ok-voip", video=False)
     assert isinstance(await apns.provider.send(message), Accepted)
     [req] = apns.fake.requests
-    assert req.token == "ok-alert"
+    assert req.token == apns_hex("ok-alert")
     assert req.headers["apns-push-type"] == "alert"
     assert req.headers["apns-topic"] == APNS_BUNDLE_ID
     assert req.headers["apns-expiration"] == str(int(message.expires_at.timestamp()))
@@ -108,7 +109,9 @@ async def test_stop_is_never_sent_to_ios(apns: Apns) -> None:
 async def test_error_mapping_and_no_hidden_resend(apns: Apns, token: str, expected: object) -> None:
     message = ring_ios(token)
     assert await apns.provider.send(message) == expected
-    assert apns.fake.counts[(token, str(message.call_id), "ring")] == 1  # no internal retry
+    assert (
+        apns.fake.counts[(apns_hex(token), str(message.call_id), "ring")] == 1
+    )  # no internal retry
 
 
 async def test_expired_provider_token_is_reminted_and_retried_once(apns: Apns) -> None:
@@ -117,7 +120,7 @@ async def test_expired_provider_token_is_reminted_and_retried_once(apns: Apns) -
     first, second = apns.fake.requests
     assert (first.status, first.reason) == (403, "ExpiredProviderToken")
     assert second.status == 200 and second.jwt != first.jwt
-    assert apns.fake.accepted[("expired-1", str(message.call_id), "ring")] == 1
+    assert apns.fake.accepted[(apns_hex("expired-1"), str(message.call_id), "ring")] == 1
 
 
 async def test_a_token_expired_at_apple_is_replaced_for_every_later_send(apns: Apns) -> None:
@@ -142,7 +145,9 @@ async def test_goaway_is_a_retry_and_the_next_send_reconnects(apns: Apns) -> Non
     assert isinstance(await apns.provider.send(ring_ios("ok-before")), Accepted)
     message = ring_ios("goaway-1")
     assert await apns.provider.send(message) == Retry("goaway")
-    assert apns.fake.counts[("goaway-1", str(message.call_id), "ring")] == 0  # never processed
+    assert (
+        apns.fake.counts[(apns_hex("goaway-1"), str(message.call_id), "ring")] == 0
+    )  # never processed
     assert isinstance(await apns.provider.send(ring_ios("ok-after")), Accepted)
     assert apns.fake.connections >= 2
 
@@ -153,7 +158,7 @@ async def test_goaway_lets_in_flight_requests_finish_without_a_resend(apns: Apns
     await apns.fake.wait_requests(1)
     assert await apns.provider.send(ring_ios("goaway-1")) == Retry("goaway")
     assert isinstance(await in_flight, Accepted)  # answered after the GOAWAY, on the old conn
-    assert apns.fake.counts[("slow-1", str(slow.call_id), "ring")] == 1
+    assert apns.fake.counts[(apns_hex("slow-1"), str(slow.call_id), "ring")] == 1
     assert isinstance(await apns.provider.send(ring_ios("ok-after")), Accepted)
 
 
@@ -225,5 +230,8 @@ async def test_each_device_goes_to_the_host_of_its_apns_environment(tmp_path: Pa
         await provider.close()
         await production.close()
         await sandbox.close()
-    assert [r.token for r in production.requests] == ["ok-p"]
-    assert [r.token for r in sandbox.requests] == ["ok-s", "ok-d"]  # default: APNS_USE_SANDBOX
+    assert [r.token for r in production.requests] == [apns_hex("ok-p")]
+    assert [r.token for r in sandbox.requests] == [
+        apns_hex("ok-s"),
+        apns_hex("ok-d"),
+    ]  # default: APNS_USE_SANDBOX

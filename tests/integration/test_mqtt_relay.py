@@ -50,6 +50,8 @@ STATUS = {"call_created", "call_accepted", "call_ended"}
 CALLEE_ONLY = {"push_sent", "push_failed", "device_pruned"}
 RFC3339_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
+DEAD_TOKEN = "dead-fcm-token-0123456789abcdefghij"  # FCM format: 32+ characters
+
 
 @dataclass
 class Relay:
@@ -149,7 +151,7 @@ async def test_every_event_reaches_exactly_the_users_who_may_read_it(
 ) -> None:
     caller, callee = await create_user(conn), await create_user(conn)
     good = await add_device(conn, callee, "android")
-    dead = await add_device(conn, callee, "android", token="dead-fcm-token")
+    dead = await add_device(conn, callee, "android", token=DEAD_TOKEN)
     tokens = await conn.fetch("select token from public.push_devices where user_id = $1", callee)
     async with (
         Subscriber(broker.port, [users_topic(caller)]) as caller_sub,
@@ -158,7 +160,7 @@ async def test_every_event_reaches_exactly_the_users_who_may_read_it(
         relay(fresh_dsn, broker.url()),
         running_worker(fresh_dsn) as worker,
     ):
-        worker.provider.script("dead-fcm-token", Permanent("UNREGISTERED", prune=True))
+        worker.provider.script(DEAD_TOKEN, Permanent("UNREGISTERED", prune=True))
         call_id = await insert_call(conn, caller, callee)
 
         async def rang() -> bool:
@@ -229,7 +231,7 @@ async def test_every_event_reaches_exactly_the_users_who_may_read_it(
         assert (latest.body["status"], latest.body["end_reason"]) == ("ended", "failed")
     status = everything.on("v1/workers/relay-a/status")
     assert [m.payload for m in status][:1] == [b"online"]
-    assert "dead-fcm-token" not in capsys.readouterr().out
+    assert DEAD_TOKEN not in capsys.readouterr().out
 
 
 async def until(condition: Callable[[], object], timeout: float = 10.0) -> None:

@@ -82,8 +82,9 @@ async def test_show_prints_the_timeline_and_deliveries_but_no_device_tokens(
 ) -> None:
     conn = await asyncpg.connect(fresh_dsn)
     caller, callee = await _pair(conn)
-    secrets = [f"fcm-secret-{uuid.uuid4().hex}", f"alert-secret-{uuid.uuid4().hex}"]
-    voip = f"voip-secret-{uuid.uuid4().hex}"
+    # APNs tokens are 64+ hex characters (abuse limits): unique, and searchable in the output.
+    secrets = [f"fcm-secret-{uuid.uuid4().hex}", uuid.uuid4().hex * 2]
+    voip = uuid.uuid4().hex * 2
     await add_device(conn, callee, "android", token=secrets[0])
     await add_device(conn, callee, "ios", token=secrets[1], voip_token=voip)
     async with running_worker(fresh_dsn):

@@ -463,7 +463,7 @@ DEVICES: list[Case] = [
         "caller",
         "insert into public.push_devices (platform, token) values ('android', $1)",
         (TOKEN,),
-        1,
+        "42501",  # abuse limits: devices are registered through register_push_device only
     ),
     (
         "insert-for-another-user",
@@ -499,21 +499,21 @@ DEVICES: list[Case] = [
         "caller",
         "update public.push_devices set token = $2 where id = $1",
         (W("dev_A"), TOKEN),
-        1,
+        "42501",  # abuse limits: register_push_device only
     ),
     (
         "update-own-last_seen",
         "caller",
         "update public.push_devices set last_seen_at = now() where id = $1",
         (W("dev_A"),),
-        1,
+        "42501",  # abuse limits: register_push_device only (it refreshes last_seen_at)
     ),
     (
         "update-others",
         "caller",
         "update public.push_devices set token = $2 where id = $1",
         (W("dev_B"), TOKEN),
-        0,
+        "42501",
     ),
     *[
         (
@@ -892,7 +892,7 @@ async def test_register_push_device_moves_a_voip_token_off_a_voip_only_device(
 ) -> None:
     """The VoIP token of another account's voip-only iOS device moves to this device."""
     first, second = await create_user(conn), await create_user(conn)
-    alert, voip = f"alert-{uuid.uuid4().hex}", f"voip-{uuid.uuid4().hex}"
+    alert, voip = uuid.uuid4().hex * 2, uuid.uuid4().hex * 2  # APNs format: 64+ hex
     old = await commit_as(
         conn, user(first), "select public.register_push_device('ios', null, $1)", voip
     )

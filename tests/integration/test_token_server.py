@@ -119,6 +119,9 @@ def make_settings(auth: FakeSupabaseAuth, dsn: str, **changes: Any) -> Settings:
         port=0,
         rate_limit_per_user="1000/minute",
         rate_limit_per_ip="10000/minute",
+        # These tests are about tokens, limits and auth: the callee asks while the call rings.
+        # The default (the callee waits for `accepted`) is tests/integration/test_abuse_tokens.py.
+        callee_token_while_ringing=True,
     )
     return base.with_overrides(**changes)
 

@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
+from tests.fakes.tokens import hex_token
+
 
 async def create_user(conn: asyncpg.Connection, *, name: str | None = None) -> uuid.UUID:
     meta = {"full_name": name} if name else {}
@@ -39,7 +41,7 @@ async def add_device(
     if platform == "android" and token is None:
         token = f"ok-fcm-{uuid.uuid4().hex}"
     if platform == "ios" and token is None and voip_token is None:
-        token, voip_token = f"ok-alert-{uuid.uuid4().hex}", f"ok-voip-{uuid.uuid4().hex}"
+        token, voip_token = hex_token("ok"), hex_token("ok")
     device_id: uuid.UUID = await conn.fetchval(
         "insert into public.push_devices (user_id, platform, token, voip_token, apns_environment)"
         " values ($1, $2, $3, $4, $5) returning id",

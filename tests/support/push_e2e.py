@@ -34,6 +34,7 @@ from tests.fakes.keys import (
     write_service_account,
     write_tls,
 )
+from tests.fakes.tokens import hex_token
 from tests.support.worker import started_worker, worker_settings
 
 Key = tuple[str, str, str]  # (device token, call_id, kind) as the fakes count them
@@ -176,8 +177,9 @@ async def real_worker(dsn: str, fakes: PushFakes, **env: str) -> AsyncIterator[R
 
 
 def unique(prefix: str) -> str:
-    """A device token the fakes answer by its prefix (tokens are unique in push_devices)."""
-    return f"{prefix}-{uuid.uuid4().hex}"
+    """A device token the fakes answer by its prefix (tokens are unique in push_devices), in a
+    format both APNs (hex) and FCM accept."""
+    return hex_token(prefix)
 
 
 async def ios_device(

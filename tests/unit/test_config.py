@@ -183,3 +183,17 @@ def test_ncs_secret_never_in_repr() -> None:
     settings = Settings.from_env({"AGORA_NCS_SECRET": "top-secret-ncs"})
     assert settings.agora_ncs_secret == "top-secret-ncs"
     assert "top-secret-ncs" not in repr(settings)
+
+
+def test_abuse_limit_variables() -> None:
+    """MAX_DEVICES_PER_USER (1-100, default 10) and CALLEE_TOKEN_WHILE_RINGING (default off)."""
+    default = Settings.from_env({})
+    assert (default.max_devices_per_user, default.max_devices_set) == (10, False)
+    assert default.callee_token_while_ringing is False
+    custom = Settings.from_env({"MAX_DEVICES_PER_USER": "3", "CALLEE_TOKEN_WHILE_RINGING": "1"})
+    assert (custom.max_devices_per_user, custom.max_devices_set) == (3, True)
+    assert custom.callee_token_while_ringing is True
+    for bad in ("0", "101", "ten"):
+        with pytest.raises(ConfigError, match="MAX_DEVICES_PER_USER"):
+            Settings.from_env({"MAX_DEVICES_PER_USER": bad})
+    assert {"MAX_DEVICES_PER_USER", "CALLEE_TOKEN_WHILE_RINGING"} <= set(VARIABLES)

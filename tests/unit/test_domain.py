@@ -81,7 +81,9 @@ def test_who_may_accept() -> None:
     assert not is_allowed(Actor.CALLEE, Status.RINGING, Status.ACCEPTED, EndReason.BUSY)
 
 
-def test_pickup_order_deadline_then_glare_then_busy_then_block_then_devices() -> None:
+def test_pickup_order_block_then_deadline_then_glare_then_busy_then_devices() -> None:
+    """Abuse limits: a block is looked at before anything else, so a blocked caller never
+    learns that the blocker is in a call (busy) or merges a glare with them."""
     opposite = OppositeCall(uuid.UUID(int=9), NOW + timedelta(seconds=1))
     everything = facts(
         deadline_passed=True,
@@ -90,18 +92,17 @@ def test_pickup_order_deadline_then_glare_then_busy_then_block_then_devices() ->
         callee_blocked_caller=True,
         ring_capable_devices=0,
     )
-    assert decide_pickup(everything) == End(EndReason.MISSED, {"rang": False})
-    no_deadline = facts(
-        opposite=opposite,
-        callee_in_accepted_call=True,
-        callee_blocked_caller=True,
-        ring_capable_devices=0,
-    )
+    assert decide_pickup(everything) == End(EndReason.UNREACHABLE, {"reason": "blocked"})
+    busy_and_blocked = facts(callee_in_accepted_call=True, callee_blocked_caller=True)
+    assert decide_pickup(busy_and_blocked) == End(EndReason.UNREACHABLE, {"reason": "blocked"})
+    glare_and_blocked = facts(opposite=opposite, callee_blocked_caller=True)
+    assert decide_pickup(glare_and_blocked) == End(EndReason.UNREACHABLE, {"reason": "blocked"})
+    late = facts(deadline_passed=True, opposite=opposite, callee_in_accepted_call=True)
+    assert decide_pickup(late) == End(EndReason.MISSED, {"rang": False})
+    no_deadline = facts(opposite=opposite, callee_in_accepted_call=True, ring_capable_devices=0)
     assert isinstance(decide_pickup(no_deadline), Merge)
-    busy = facts(callee_in_accepted_call=True, callee_blocked_caller=True)
+    busy = facts(callee_in_accepted_call=True, ring_capable_devices=0)
     assert decide_pickup(busy) == End(EndReason.BUSY, {"reason": "callee_in_call"})
-    blocked = facts(callee_blocked_caller=True, ring_capable_devices=0)
-    assert decide_pickup(blocked) == End(EndReason.UNREACHABLE, {"reason": "blocked"})
     assert decide_pickup(facts(ring_capable_devices=0)) == End(
         EndReason.UNREACHABLE, {"reason": "no_devices"}
     )

@@ -19,6 +19,7 @@ from orchestrator.metrics import Metrics
 from orchestrator.ports import PushProvider
 from tests.fakes.keys import write_apns_key, write_service_account
 from tests.fakes.messages import push, ring_ios
+from tests.fakes.tokens import apns_hex
 
 
 def credentials(tmp_path: Path) -> Settings:
@@ -103,15 +104,17 @@ async def test_log_provider_accepts_and_logs_without_tokens() -> None:
     [event] = events
     assert event["event"] == "push_dry_run" and event["call_id"] == str(message.call_id)
     assert (event["kind"], event["platform"], event["seq"]) == ("ring", "ios", message.seq)
-    assert "secret-alert-token" not in repr(events) and "secret-voip-token" not in repr(events)
+    for secret in (message.token, message.voip_token):
+        assert secret and secret not in repr(events)
 
 
 async def test_memory_provider_records_and_follows_its_script() -> None:
     memory = MemoryPushProvider("apns")
-    memory.script("bad-1", Permanent("BadDeviceToken", prune=True))
+    token = apns_hex("bad-1")  # iOS test tokens are APNs-format (tests/fakes/tokens.py)
+    memory.script(token, Permanent("BadDeviceToken", prune=True))
     first, second = ring_ios("bad-1"), ring_ios("bad-1")
     assert await memory.send(first) == Permanent("BadDeviceToken", prune=True)
     assert isinstance(await memory.send(second), Accepted)  # script exhausted
-    assert memory.sent_to("bad-1") == [first, second]
+    assert memory.sent_to(token) == [first, second]
     assert memory.counts()[(str(first.call_id), "ring", 1)] == 1
     assert isinstance(memory, PushProvider)

@@ -134,6 +134,7 @@ async def apply_runtime_settings(
     ring_timeout: int | None,
     max_call_seconds: int | None,
     calls_per_minute: int | None,
+    max_devices: int | None = None,
 ) -> None:
     """Overwrite the database's timers/limits with the variables that are explicitly set."""
     await conn.execute(
@@ -141,11 +142,13 @@ async def apply_runtime_settings(
         update orchestrator.settings set
           ring_timeout_seconds = coalesce($1, ring_timeout_seconds),
           max_call_seconds = coalesce($2, max_call_seconds),
-          calls_per_minute_per_caller = coalesce($3, calls_per_minute_per_caller)
+          calls_per_minute_per_caller = coalesce($3, calls_per_minute_per_caller),
+          max_devices_per_user = coalesce($4, max_devices_per_user)
         """,
         ring_timeout,
         max_call_seconds,
         calls_per_minute,
+        max_devices,
     )
 
 
@@ -158,6 +161,7 @@ async def apply_settings_from_env(conn: asyncpg.Connection, settings: Settings) 
         calls_per_minute=settings.calls_per_minute_per_caller
         if settings.calls_per_minute_set
         else None,
+        max_devices=settings.max_devices_per_user if settings.max_devices_set else None,
     )
     await apply_presence_settings(
         conn,

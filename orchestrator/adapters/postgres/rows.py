@@ -9,6 +9,7 @@ from uuid import UUID
 import asyncpg
 
 from orchestrator.domain.model import EndReason, Platform, PushKind, Status
+from orchestrator.domain.names import clean_caller_name
 from orchestrator.domain.pickup import OppositeCall, PickupFacts
 from orchestrator.domain.push import PushMessage
 from orchestrator.domain.work import ClaimedDelivery, Ended, Job
@@ -60,13 +61,14 @@ def delivery(row: asyncpg.Record) -> ClaimedDelivery:
         seq=row["seq"],
         expires_at=row["expires_at"],
         caller_id=row["caller_id"],
-        caller_name=row["caller_name"] or "",
+        caller_name=clean_caller_name(row["caller_name"]),
         video=row["video"],
         platform=platform,
         token=row["token"],
         voip_token=row["voip_token"],
         apns_environment=row["apns_environment"],
         end_reason=EndReason(row["end_reason"]) if row["end_reason"] else None,
+        recipient_id=row["recipient_id"],
     )
     return ClaimedDelivery(
         message=message,

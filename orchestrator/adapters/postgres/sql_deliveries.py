@@ -1,10 +1,18 @@
 """SQL for the push_deliveries ledger: claim with a lease, send, record once."""
 
 # What the sender needs about a claimed delivery; `x` is the claimed rows. $1 = caller-name key.
+# The caller's metadata is read once per call of the batch, not once per row (`names`): a
+# call's 10 deliveries would otherwise detoast the same JSON 10 times. The name is cleaned in
+# Python (orchestrator.domain.names); 4096 characters are plenty for 64 clean ones.
 _DELIVERY_VIEW = """
+, names as materialized (
+  select c.id as call_id, left(u.raw_user_meta_data ->> $1::text, 4096) as caller_name
+  from (select distinct call_id from x) k
+  join public.calls c on c.id = k.call_id
+  join auth.users u on u.id = c.caller_id
+)
 select x.id, x.call_id, x.kind, x.seq, x.expires_at, x.end_reason, x.attempts, x.provider,
-       c.caller_id, c.video, c.status as call_status,
-       left(coalesce(u.raw_user_meta_data ->> $1::text, ''), 64) as caller_name,
+       x.recipient_id, c.caller_id, c.video, c.status as call_status, n.caller_name,
        d.platform, d.token, d.voip_token, d.apns_environment,
        d.id is null as device_gone, d.disabled_at is not null as device_disabled,
        extract(epoch from x.expires_at - now())::float8 as remaining,
@@ -12,20 +20,31 @@ select x.id, x.call_id, x.kind, x.seq, x.expires_at, x.end_reason, x.attempts, x
 from x
 join public.calls c on c.id = x.call_id
 left join public.push_devices d on d.id = x.device_id
-left join auth.users u on u.id = c.caller_id
+left join names n on n.call_id = x.call_id
 """
 
 _LEASE = "locked_until = now() + make_interval(secs => $2), locked_by = $3"
 
 
 def _claim(scope: str) -> str:
-    """Lease due pending deliveries ($4 at most), of every call or of one ($5)."""
+    """Lease due pending deliveries ($4 at most), of every call or of one ($5).
+
+    Fair across calls (abuse limits): each call's due rows are ranked (rings first, then the
+    oldest), and a batch takes every call's first row before any call's second, so one call's
+    fan-out never fills a batch that another call's ring is waiting for."""
     return f"""
-with due as (
-  select id from public.push_deliveries
+with ranked as (
+  select id, kind, next_attempt_at,
+         row_number() over (partition by call_id
+                            order by kind <> 'ring', next_attempt_at, id) as n
+  from public.push_deliveries
   where {scope} status = 'pending' and next_attempt_at <= now()
     and (locked_until is null or locked_until < now())
-  order by next_attempt_at limit $4 for update skip locked
+), due as (
+  select p.id from public.push_deliveries p join ranked r on r.id = p.id
+  where p.status = 'pending' and (p.locked_until is null or p.locked_until < now())
+  order by r.n, r.kind <> 'ring', r.next_attempt_at, r.id
+  limit $4 for update of p skip locked
 ), x as (
   update public.push_deliveries p set {_LEASE}, attempts = p.attempts + 1
   from due where p.id = due.id returning p.*

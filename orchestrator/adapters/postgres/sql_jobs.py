@@ -64,6 +64,10 @@ left join lateral (
   select x.id, x.created_at from public.calls x
   where x.caller_id = c.callee_id and x.callee_id = c.caller_id and x.id <> c.id
     and x.status = 'ringing' and x.ring_deadline > now()
+    -- A block in either direction never merges a glare (abuse limits).
+    and not exists (select 1 from public.call_blocks b
+                    where (b.blocker_id = c.callee_id and b.blocked_id = c.caller_id)
+                       or (b.blocker_id = c.caller_id and b.blocked_id = c.callee_id))
   order by x.created_at, x.id limit 1
 ) o on true
 where c.id = $1
@@ -125,12 +129,29 @@ where j.id = any($1::bigint[])
                           and j.run_at > now())))
 """
 
+RINGING_TO_USERS = """
+select o.id, exists (select 1 from public.call_blocks b
+                     where b.blocker_id = o.callee_id and b.blocked_id = o.caller_id) as blocked
+from public.calls o
+where o.status = 'ringing' and o.id <> $1 and o.callee_id = any($2::uuid[])
+"""
+
+# A blocked caller's call that is still ringing ends `unreachable`, never `busy`: busy would
+# tell the blocked caller that the blocker is in a call. $2 / $3: details (busy / blocked).
 END_BUSY_AFTER_ACCEPT = """
-update public.calls o set status = 'ended', end_reason = 'busy'
-from public.calls a, (select set_config('orchestrator.audit_detail', $2, true)) as cfg
-where a.id = $1 and a.status = 'accepted' and o.status = 'ringing' and o.id <> a.id
-  and o.callee_id in (a.caller_id, a.callee_id)
-returning o.id
+with o as (
+  select o.id,
+         exists (select 1 from public.call_blocks b
+                 where b.blocker_id = o.callee_id and b.blocked_id = o.caller_id) as blocked
+  from public.calls a join public.calls o
+    on o.status = 'ringing' and o.id <> a.id and o.callee_id in (a.caller_id, a.callee_id)
+  where a.id = $1 and a.status = 'accepted'
+)
+update public.calls c
+set status = 'ended', end_reason = case when o.blocked then 'unreachable' else 'busy' end
+from o, (select set_config('orchestrator.audit_detail', $2, true)) as cfg
+where c.id = o.id and c.status = 'ringing'
+returning c.id, c.end_reason
 """
 
 SECONDS_UNTIL_DUE = """

@@ -127,17 +127,32 @@ class PostgresStore(DeliveryStoreMixin):
         ]
 
     async def end_busy_after_accept(self, job: Job) -> list[Ended]:
-        detail = {"reason": "callee_in_call", "call": str(job.call_id)}
+        busy = {"reason": "callee_in_call", "call": str(job.call_id)}
         async with self.pool.acquire() as conn, conn.transaction():
             participants = await conn.fetchrow(q.PARTICIPANTS, job.call_id)
-            if participants is not None:
-                users = [u for u in participants.values() if u is not None]
+            users = [u for u in (participants or {}).values() if u is not None]
+            if users:
                 await conn.execute(q.LOCK_USERS, users)
+            # Per-call audit details: a blocked caller's call ends unreachable, not busy.
+            others = await conn.fetch(q.RINGING_TO_USERS, job.call_id, users)
+            details = {
+                str(r["id"]): {"reason": "blocked"} if r["blocked"] else busy for r in others
+            }
+            # '*': a call that arrived since (it is busy unless blocked; the SQL decides).
             found = await conn.fetch(
-                q.END_BUSY_AFTER_ACCEPT, job.call_id, json.dumps({"*": detail})
+                q.END_BUSY_AFTER_ACCEPT, job.call_id, json.dumps({"*": busy, **details})
             )
             await conn.execute(q.FINISH_JOBS, [job.id])
-        return [Ended(r["id"], EndReason.BUSY, Status.RINGING, None, detail) for r in found]
+        return [
+            Ended(
+                r["id"],
+                EndReason(r["end_reason"]),
+                Status.RINGING,
+                None,
+                details.get(str(r["id"]), busy),
+            )
+            for r in found
+        ]
 
     async def end_call(
         self, call_id: UUID, reason: EndReason, detail: dict[str, object]
