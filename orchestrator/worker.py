@@ -16,6 +16,7 @@ from orchestrator.adapters.mqtt_relay import run_relay
 from orchestrator.adapters.postgres.listen_source import ListenNotifySource
 from orchestrator.adapters.postgres.migrate import apply_settings_from_env
 from orchestrator.adapters.postgres.pool import create_pool
+from orchestrator.adapters.postgres.pooler import refuse_transaction_pooler
 from orchestrator.adapters.postgres.store import PostgresStore
 from orchestrator.adapters.push_router import build_providers
 from orchestrator.config import Settings
@@ -72,10 +73,12 @@ def build_source(settings: Settings, dsn: str, metrics: Metrics) -> EventSource:
 async def _apply_settings_when_reachable(
     settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event
 ) -> None:
-    """Overwrite the database's timers from the environment, retrying while it is down."""
+    """Refuse a transaction pooler, then overwrite the database's timers from the environment,
+    retrying while the database is down."""
     delay = 0.2
     while not stop.is_set():
         try:
+            await refuse_transaction_pooler(settings.require_database(), "worker")
             async with pool.acquire() as conn:
                 await apply_settings_from_env(conn, settings)
             return
