@@ -3,6 +3,7 @@
 # What the sender needs about a claimed delivery; `x` is the claimed rows. $1 = caller-name key.
 _DELIVERY_VIEW = """
 select x.id, x.call_id, x.kind, x.seq, x.expires_at, x.end_reason, x.attempts, x.provider,
+       x.last_error,
        c.caller_id, c.video, c.status as call_status,
        left(coalesce(u.raw_user_meta_data ->> $1::text, ''), 64) as caller_name,
        d.platform, d.token, d.voip_token, d.apns_environment,
@@ -70,7 +71,7 @@ with r as (
                   when d.status <> 'pending' then d.status
                   when r.outcome = 'retry' then 'pending'
                   else r.outcome end,
-    last_error = case when r.outcome = 'sent' then null
+    last_error = case when r.outcome = 'sent' then r.error  -- null, or 'uncertain'
                       when d.status <> 'pending' then d.last_error
                       else r.error end,
     provider = r.provider,
