@@ -60,6 +60,7 @@ class FakeFcm:
         self.fail_every: int | None = None
         self.ambiguous = 0.0
         self.late_seconds = 1.0
+        self.ambiguous_modes = ("late", "drop")
         self.ambiguous_counts: Counter[str] = Counter()
         self._random = random.Random(21)
         self.refuse_grants = False
@@ -149,7 +150,8 @@ class FakeFcm:
             sent.status = 200
             name = f"projects/{request.match_info['project']}/messages/{len(self.requests)}"
             if self.ambiguous and self._random.random() < self.ambiguous:
-                mode = ("late", "drop")[sum(self.ambiguous_counts.values()) % 2]
+                modes = self.ambiguous_modes
+                mode = modes[sum(self.ambiguous_counts.values()) % len(modes)]
                 self.ambiguous_counts[mode] += 1
                 if mode == "drop":
                     assert request.transport is not None
