@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from orchestrator import __version__, logs
 from orchestrator.config import ConfigError, Settings
+from orchestrator.engine.supervision import BackgroundTaskDied
 
 Command = Callable[[argparse.Namespace, Settings], Awaitable[int]]
 
@@ -160,3 +161,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:  # pragma: no cover
         return 130
+    except BackgroundTaskDied as exc:  # logged (background_task_died) and drained already
+        print(f"orchestrator: {exc}; exiting so that the supervisor restarts it", file=sys.stderr)
+        return 1
