@@ -17,6 +17,7 @@ from typing import Any
 import psutil
 
 from bench import report
+from bench.ambiguous import ambiguous_pushes
 from bench.config import DEFAULT_OUT, REPO, BenchConfig
 from bench.db import Server
 from bench.fakes import Fakes
@@ -37,6 +38,7 @@ SCENARIOS: list[tuple[str, str, Scenario]] = [
     ("soak", "5. soak", soak),
     ("push", "6. push throughput", push_throughput),
     ("tokens", "6. token server", token_server),
+    ("ambiguous", "7. duplicates under ambiguous failures", ambiguous_pushes),
 ]
 
 

@@ -44,6 +44,14 @@ async def fakes(tmp_path: Path) -> AsyncIterator[PushFakes]:
 
 
 @pytest.fixture
+async def patient_fakes(tmp_path: Path) -> AsyncIterator[PushFakes]:
+    """A timeout well above a loaded machine's hiccups: a spurious timeout would now be an
+    uncertain outcome (recorded sent), not one more retry, and change what a case measures."""
+    async with push_fakes(tmp_path, push_timeout=2.0) as running:
+        yield running
+
+
+@pytest.fixture
 async def conn(fresh_dsn: str) -> AsyncIterator[asyncpg.Connection]:
     connection = await asyncpg.connect(fresh_dsn)
     yield connection
@@ -307,8 +315,9 @@ async def test_every_apns_outcome_is_recorded(
 
 
 async def test_every_fcm_outcome_is_recorded(
-    conn: asyncpg.Connection, fresh_dsn: str, fakes: PushFakes
+    conn: asyncpg.Connection, fresh_dsn: str, patient_fakes: PushFakes
 ) -> None:
+    fakes = patient_fakes
     tokens = await _run_outcome_cases(conn, fresh_dsn, fakes, "android", FCM_CASES)
     # 429 honours Retry-After (1 s) rather than the 0.05 s backoff.
     throttled = tokens["429 Retry-After then 200"]
