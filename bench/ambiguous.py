@@ -73,6 +73,8 @@ async def _run(ctx: Context, platform: str, n: int) -> dict[str, Any]:
 
 
 async def ambiguous_pushes(ctx: Context) -> dict[str, Any]:
+    if ctx.config.quick:  # ~10 s of fixed costs: too much for the smoke run's budget
+        return {"share": AMBIGUOUS, "skipped": "full runs only (BENCH_QUICK=1)"}
     n = min(ctx.config.push_deliveries, 2000)
     result: dict[str, Any] = {"share": AMBIGUOUS, "deliveries": n}
     for platform, provider in (("android", "fcm"), ("ios", "apns")):

@@ -565,6 +565,8 @@ def ambiguous_section(am: dict[str, Any] | None) -> list[str]:
     out = ["## 7. Duplicates under ambiguous provider failures", ""]
     if err := _error(am):
         return [*out, f"not measured: {err}", ""]
+    if "skipped" in am:
+        return [*out, f"not run: {am['skipped']}", ""]
     out += [
         f"Scenario 6's setup with {100 * am['share']:.0f} % of the requests the fakes would "
         "accept failing ambiguously (answered after the client's timeout, connection dropped "

@@ -7,6 +7,7 @@ import asyncio
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from uuid import UUID
 
 from orchestrator.domain.model import Platform, PushKind
 from orchestrator.domain.push import UNCERTAIN, Accepted, Permanent, PushResult, Retry, Uncertain
@@ -22,6 +23,7 @@ from orchestrator.ports import CallStore, Clock, PushProvider
 log = get_logger("orchestrator.push")
 # A ring whose attempt was uncertain is sent once more only if it can still ring this long.
 UNCERTAIN_RESEND_MIN_REMAINING = 2.0
+RETRY_WAKE_MARGIN = 0.02  # the retry is due on the database clock: wake just after it
 EVENTS = {
     OutcomeStatus.SENT: "push_sent",
     OutcomeStatus.RETRY: "push_retry",
@@ -51,6 +53,9 @@ class Sender:
         self.recorder = Recorder(store, metrics, on_ended)
         self.quarantine = PruneQuarantine(store, brake, metrics, settings.prune_quarantine_seconds)
         self.tasks: set[asyncio.Task[None]] = set()
+        # Set by the engine: wake the call up when a retry falls due (the loop would otherwise
+        # find it only at its next backstop scan, RECONCILE_INTERVAL_SECONDS later).
+        self.on_retry: Callable[[UUID], None] | None = None
         self._limits = {p: asyncio.Semaphore(settings.push_concurrency) for p in providers}
 
     def dispatch(self, deliveries: list[ClaimedDelivery]) -> None:
@@ -76,6 +81,10 @@ class Sender:
         try:
             outcome = await self._one(delivery)
             await self.recorder.record(outcome)
+            if outcome.status is OutcomeStatus.RETRY and self.on_retry is not None:
+                asyncio.get_running_loop().call_later(
+                    outcome.retry_in + RETRY_WAKE_MARGIN, self.on_retry, outcome.call_id
+                )
         except asyncio.CancelledError:
             raise  # shutdown: the id stays in flight so the engine hands its lease back
         except Exception as exc:  # not recorded: the lease expires and it is tried again
@@ -146,14 +155,24 @@ class Sender:
             self.brake.record(provider, False, now)
             return make(OutcomeStatus.SENT, provider_message_id=result.provider_message_id)
         if delivery.previous_error == UNCERTAIN and delivery.kind is PushKind.RING:
-            # This was the one resend of a ring that may already have arrived: whatever the
-            # answer, it is not sent a third time; a dead token still counts as dead.
+            # This was the one resend of a ring that may already have arrived. Uncertain again:
+            # two possible deliveries, no third. A clean failure (it certainly did not reach
+            # the provider) is not a send: try the resend again while the deadline allows, else
+            # count the first one as delivered. A dead token still counts as dead.
             if isinstance(result, Permanent):
                 self.brake.record(provider, result.prune, now)
                 if result.prune:
                     self.quarantine.hold(message.delivery_id, provider, now)
-                return replace(make(OutcomeStatus.FAILED, result.error), uncertain=False)
+                return make(OutcomeStatus.FAILED, result.error)
             self.brake.record(provider, False, now)
+            if isinstance(result, Retry):
+                delay = self._backoff(delivery.attempts, result.retry_after)
+                if (
+                    delivery.attempts < self.settings.push_max_attempts
+                    and delivery.remaining - elapsed - delay >= UNCERTAIN_RESEND_MIN_REMAINING
+                ):
+                    self.metrics.push_retries.labels(provider).inc()
+                    return make(OutcomeStatus.RETRY, UNCERTAIN, retry_in=delay)
             return replace(make(OutcomeStatus.SENT, UNCERTAIN), uncertain=True)
         if isinstance(result, Uncertain):
             self.brake.record(provider, False, now)

@@ -51,6 +51,7 @@ class Engine:
             self._ended,
             self.inflight_deliveries,
         )
+        self.sender.on_retry = lambda call_id: self.wake(Wakeup(call_id))
         self.jobs = JobRunner(store, settings, metrics, clock, self._ended, pickup_hook)
         self._targets: set[UUID] = set()
         self._rescan = True  # the first sweep looks at everything: resume every timer

@@ -216,6 +216,12 @@ class _Conn:
             if action == "goaway":
                 self._goaway(event.stream_id)
             elif action == "ambiguous_goaway":
+                # Streams below this one not yet fully received were never processed: refuse
+                # them (REFUSED_STREAM) rather than let the GOAWAY claim them too.
+                for partial in list(self._streams):
+                    with contextlib.suppress(Exception):
+                        self.h2.reset_stream(partial, ErrorCodes.REFUSED_STREAM)
+                self._streams.clear()
                 self.h2.close_connection(last_stream_id=event.stream_id)  # covers this stream
                 self.h2.state_machine.state = ConnectionState.SERVER_OPEN
             return action

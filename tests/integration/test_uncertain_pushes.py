@@ -72,12 +72,14 @@ async def _uncertain_metric(
 async def test_ambiguous_failures_ring_at_most_twice_and_stop_missed_exactly_once(
     conn: asyncpg.Connection, fresh_dsn: str, tmp_path: Path
 ) -> None:
-    async with push_fakes(tmp_path, push_timeout=0.5) as fakes:
+    # The fakes share the worker's event loop: on a loaded machine a short timeout would make
+    # more ambiguous failures than the fakes do (requests timed out before a fake read them).
+    async with push_fakes(tmp_path, push_timeout=2.0) as fakes:
         for fake in (fakes.apns, fakes.fcm):
-            fake.ambiguous, fake.late_seconds = AMBIGUOUS, 0.8
+            fake.ambiguous, fake.late_seconds = AMBIGUOUS, 2.3
         callers, callees = await _callees(conn, CALLS)
         async with real_worker(
-            fresh_dsn, fakes, RING_TIMEOUT_SECONDS="8", PUSH_CONCURRENCY="64"
+            fresh_dsn, fakes, RING_TIMEOUT_SECONDS="10", PUSH_CONCURRENCY="64"
         ) as worker:
             calls = [await insert_call(conn, a, b) for a, b in zip(callers, callees, strict=True)]
             await wait_for(lambda: _all_missed_and_settled(conn, calls), timeout=90, interval=0.2)
