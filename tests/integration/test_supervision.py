@@ -4,6 +4,9 @@ a stuck engine loop fails /healthz, failing sweeps fail /readyz while the databa
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import sys
 import time
 from collections.abc import AsyncIterator
 
@@ -18,7 +21,7 @@ from orchestrator.domain.model import Platform
 from orchestrator.engine.supervision import BackgroundTaskDied
 from orchestrator.worker import WorkerHooks
 from tests.support.wait import wait_for
-from tests.support.worker import started_worker, worker_settings
+from tests.support.worker import SHORT_TIMERS, started_worker, worker_settings
 
 pytestmark = pytest.mark.postgres
 
@@ -56,6 +59,47 @@ async def test_a_dead_background_task_takes_the_worker_down(fresh_dsn: str, task
     died = [e for e in logs if e["event"] == "background_task_died"]
     assert len(died) == 1 and died[0]["task"] == task_name and died[0]["log_level"] == "error"
     assert any(e["event"] == "worker_drained" for e in logs)  # drained, not just dropped
+
+
+@pytest.mark.parametrize("task_name", ["event-source", "lease-renewal"])
+async def test_the_worker_process_exits_non_zero_with_the_log_line(
+    fresh_dsn: str, task_name: str
+) -> None:
+    env = {
+        **os.environ,
+        **SHORT_TIMERS,
+        "DATABASE_URL": fresh_dsn,
+        "PUSH_DRY_RUN": "1",
+        "DIE_TASK": task_name,
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.support.dying_worker",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(proc.communicate(), 30)
+    events = [json.loads(line) for line in output.decode().splitlines() if line.startswith("{")]
+    names = [e["event"] for e in events]
+    assert proc.returncode == 1, output.decode()[-2000:]
+    assert "worker_started" in names and "worker_drained" in names
+    (died,) = [e for e in events if e["event"] == "background_task_died"]
+    assert died["task"] == task_name and died["level"] == "error"
+    assert died["error"] == "RuntimeError" and "test hook" in died["detail"]
+    assert "dying_worker.py" in died["traceback"]
+    started = next(e for e in events if e["event"] == "worker_started")["timestamp"]
+    took = _seconds(started, died["timestamp"])
+    assert took < 10, took  # the death is noticed at once (DIE_AFTER_SECONDS = 1)
+    stopped = next(e for e in events if e["event"] == "worker_stopped")["timestamp"]
+    assert _seconds(died["timestamp"], stopped) < 5  # drained and gone within seconds
+
+
+def _seconds(start: str, end: str) -> float:
+    from datetime import datetime
+
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
 def test_the_command_exits_non_zero_when_a_task_died(monkeypatch: pytest.MonkeyPatch) -> None:
