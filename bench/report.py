@@ -128,6 +128,13 @@ def targets(results: dict[str, Any], *, quick: bool) -> list[dict[str, Any]]:
             2,
             "x",
         ),
+        _target(
+            "rings sent > 2x under 10 % ambiguous failures",
+            _ambiguous_total(results, "received_more"),
+            "==",
+            0,
+            "",
+        ),
     ]
     if quick:
         for row in rows:
@@ -431,6 +438,7 @@ def markdown(document: dict[str, Any]) -> str:
                 "",
             ]
 
+    out += ambiguous_section(s.get("ambiguous"))
     pr = s.get("profile")
     if pr is not None:
         out += ["## Profile of the hot path (worker, scenario 2's load, pyinstrument)", ""]
@@ -605,6 +613,13 @@ def _headline(document: dict[str, Any]) -> list[str]:
                 f"| push {name}: engine vs fake ceiling (deliveries/s) | "
                 f"{_rep(entry['engine_per_s'])} vs {_rep(entry['fake_ceiling_per_s'])} |"
             )
+    am = _get(s, "ambiguous") or {}
+    if "fcm" in am:
+        rows.append(
+            f"| rings received twice under {100 * am['share']:.0f} % ambiguous failures "
+            f"(fcm, apns; clean runs: 0) | {am['fcm']['received_twice']} and "
+            f"{am['apns']['received_twice']} of {am['deliveries']:,} each |"
+        )
     tk = _get(s, "tokens") or {}
     if "tokens_per_s" in tk:
         rows.append(
@@ -626,3 +641,39 @@ def _headline(document: dict[str, Any]) -> list[str]:
             f"{_fmt(_get(ab, 'bystander_attacked', 'p99_ms'), 'ms')} (x{_fmt(ab['ratio_p99'])}) |"
         )
     return rows
+
+
+def _ambiguous_total(results: dict[str, Any], key: str) -> int | None:
+    am = _get(results, "ambiguous") or {}
+    found = [am[p][key] for p in ("fcm", "apns") if p in am]
+    return sum(found) if found else None
+
+
+def ambiguous_section(am: dict[str, Any] | None) -> list[str]:
+    """7. What ambiguous provider failures cost in duplicates, next to the clean runs' zero."""
+    if am is None:
+        return []
+    out = ["## 7. Duplicates under ambiguous provider failures", ""]
+    if err := _error(am):
+        return [*out, f"not measured: {err}", ""]
+    if "skipped" in am:
+        return [*out, f"not run: {am['skipped']}", ""]
+    out += [
+        f"Scenario 6's setup with {100 * am['share']:.0f} % of the requests the fakes would "
+        "accept failing ambiguously (answered after the client's timeout, connection dropped "
+        "after the request, GOAWAY covering the stream); counted at the fakes per (token, call, "
+        "kind). The contract allows a ring twice after an uncertain attempt, never three times "
+        "(docs/production.md). The clean runs above have 0 duplicates.",
+        "",
+        "| provider | rings | requests | ambiguous | received once / twice / more | never |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in ("fcm", "apns"):
+        run = am.get(name)
+        if run:
+            out.append(
+                f"| {name} | {run['deliveries']:,} | {run['requests']:,} | "
+                f"{sum(run['ambiguous'].values())} {run['ambiguous']} | {run['received_once']} / "
+                f"{run['received_twice']} / {run['received_more']} | {run['never_received']} |"
+            )
+    return [*out, ""]

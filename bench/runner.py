@@ -18,6 +18,7 @@ import psutil
 
 from bench import report
 from bench.abuse import abuse
+from bench.ambiguous import ambiguous_pushes
 from bench.config import DEFAULT_OUT, REPO, BenchConfig
 from bench.db import Server
 from bench.fakes import Fakes
@@ -39,6 +40,7 @@ SCENARIOS: list[tuple[str, str, Scenario]] = [
     ("soak", "5. soak", soak),
     ("push", "6. push throughput", push_throughput),
     ("tokens", "6. token server", token_server),
+    ("ambiguous", "7. duplicates under ambiguous failures", ambiguous_pushes),
     ("presence", "8. presence: NCS endpoint and timers", presence),
     ("abuse", "9. abuse: bystander vs one account at the device cap", abuse),
 ]

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from orchestrator import __version__, logs
 from orchestrator.config import ConfigError, Settings
+from orchestrator.engine.supervision import BackgroundTaskDied
 
 Command = Callable[[argparse.Namespace, Settings], Awaitable[int]]
 
@@ -126,6 +127,19 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+# Commands that need a database session of their own; `serve` is stateless per request.
+SESSION_COMMANDS = {"migrate", "demo", "bench", "call", "prune"}
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command in SESSION_COMMANDS and settings.database_url:
+        from orchestrator.adapters.postgres.pooler import refuse_transaction_pooler
+
+        # The worker probes by itself once the database answers (it may start before it).
+        await refuse_transaction_pooler(settings.database_url, args.command)
+    return await COMMANDS[args.command](args, settings)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -141,9 +155,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:  # pragma: no cover
         runner = asyncio.run  # type: ignore[assignment]
     try:
-        return runner(COMMANDS[args.command](args, settings))
+        return runner(_run(args, settings))
     except ConfigError as exc:
         print(f"orchestrator: configuration error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # pragma: no cover
         return 130
+    except BackgroundTaskDied as exc:  # logged (background_task_died) and drained already
+        print(f"orchestrator: {exc}; exiting so that the supervisor restarts it", file=sys.stderr)
+        return 1

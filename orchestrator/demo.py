@@ -14,8 +14,8 @@ from typing import Any
 
 import asyncpg
 
-from orchestrator import embedded_pg
-from orchestrator.adapters.postgres.migrate import emulate_supabase, migrate
+from orchestrator import demo_users, embedded_pg
+from orchestrator.adapters.postgres.migrate import migrate
 from orchestrator.config import Settings
 from orchestrator.demo_scenarios import NAMES, SCENARIOS, WITHOUT_DEVICES, Clients
 from orchestrator.domain.work import Job
@@ -39,28 +39,29 @@ async def _database(settings: Settings) -> tuple[str, embedded_pg.Stop | None]:
 
 async def _prepare(dsn: str) -> tuple[asyncpg.Connection, dict[str, uuid.UUID]]:
     conn = await asyncpg.connect(dsn)
-    await emulate_supabase(conn)
+    await demo_users.prepare(conn)  # a Supabase database keeps its own auth schema
     await migrate(conn)
     users: dict[str, uuid.UUID] = {}
-    for index, name in enumerate(NAMES):
-        users[name] = await conn.fetchval(
-            "insert into auth.users (email, raw_user_meta_data) values ($1, $2::jsonb)"
-            " returning id",
-            f"{name}-{uuid.uuid4().hex[:6]}@demo.test",
-            json.dumps({"full_name": name.capitalize()}),
-        )
-        if name in WITHOUT_DEVICES:
-            continue
-        platform = "ios" if index % 2 else "android"
-        await conn.execute(
-            "insert into public.push_devices (user_id, platform, token, voip_token)"
-            " values ($1, $2, $3, $4)",
-            users[name],
-            platform,
-            # Well-formed tokens (64+ hex for APNs, docs/security.md); pushes are dry-run.
-            uuid.uuid4().hex * 2 if platform == "ios" else f"demo-{uuid.uuid4().hex}",
-            uuid.uuid4().hex * 2 if platform == "ios" else None,
-        )
+    try:
+        for index, name in enumerate(NAMES):
+            users[name] = await demo_users.create_user(conn, name)
+            if name in WITHOUT_DEVICES:
+                continue
+            platform = "ios" if index % 2 else "android"
+            await conn.execute(
+                "insert into public.push_devices (user_id, platform, token, voip_token)"
+                " values ($1, $2, $3, $4)",
+                users[name],
+                platform,
+                # Well-formed tokens (64+ hex for APNs, docs/security.md); pushes are dry-run.
+                uuid.uuid4().hex * 2 if platform == "ios" else f"demo-{uuid.uuid4().hex}",
+                uuid.uuid4().hex * 2 if platform == "ios" else None,
+            )
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await demo_users.remove(conn, list(users.values()))
+        await conn.close()
+        raise
     return conn, users
 
 
@@ -200,6 +201,9 @@ async def run_demo(settings: Settings, *, mqtt: bool = False) -> int:
         results = [(s.name, s.expected, cid) for s, cid in zip(SCENARIOS, call_ids, strict=True)]
         ok = await _summary(conn, results)
         _out("\nall ten end reasons shown" if ok else "\nsome scenarios did not end as expected")
+        if stop_embedded is None:  # someone's database: leave no demo users or calls behind
+            removed = await demo_users.remove(conn, list(users.values()))
+            _out(f"removed the {removed} demo users and their calls")
         return 0 if ok else 1
     finally:
         if stop_embedded is not None:

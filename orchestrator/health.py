@@ -12,10 +12,16 @@ from orchestrator.metrics import Metrics
 
 log = get_logger("orchestrator.health")
 ReadyCheck = Callable[[], Awaitable[dict[str, bool]]]
+LiveCheck = Callable[[], bool]
 
 
-def build_health_app(metrics: Metrics, ready: ReadyCheck) -> web.Application:
+def build_health_app(
+    metrics: Metrics, ready: ReadyCheck, live: LiveCheck | None = None
+) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
+        # 503 only when the engine loop is stuck: a restart helps then, and only then.
+        if live is not None and not live():
+            return web.json_response({"status": "stuck", "checks": {"loop": False}}, status=503)
         return web.json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
@@ -37,9 +43,11 @@ def build_health_app(metrics: Metrics, ready: ReadyCheck) -> web.Application:
 
 
 async def start_health_server(
-    metrics: Metrics, ready: ReadyCheck, host: str, port: int
+    metrics: Metrics, ready: ReadyCheck, host: str, port: int, *, live: LiveCheck | None = None
 ) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(build_health_app(metrics, ready), access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        build_health_app(metrics, ready, live), access_log=None, handle_signals=False
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import traceback
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -39,6 +40,9 @@ SECRET_VALUES = re.compile(
     r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*|\b00[67][A-Za-z0-9+/=]{40,}"
 )
 REDACTED = "[redacted]"
+# In exception text only: long hex or base64url runs are device tokens, keys or signatures.
+TOKEN_LIKE = re.compile(r"[0-9a-fA-F]{32,}|[A-Za-z0-9_:-]{100,}")
+TRACEBACK_FRAMES = 8
 
 
 def _scrub(value: Any) -> Any:
@@ -114,3 +118,18 @@ def configure(log_format: str = "json", level: str = "info") -> None:
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
     return logger
+
+
+def _clean(text: str) -> str:
+    return TOKEN_LIKE.sub(REDACTED, SECRET_VALUES.sub(REDACTED, text))
+
+
+def exception_fields(exc: BaseException) -> dict[str, str]:
+    """Type, message and a traceback (file, line, function, source line; never frame locals),
+    with anything token-like redacted: enough to tell a payload bug from provider flakiness."""
+    frames = traceback.format_tb(exc.__traceback__, limit=-TRACEBACK_FRAMES)
+    return {
+        "error": type(exc).__name__,
+        "detail": _clean(str(exc))[:300],
+        "traceback": _clean("".join(frames))[-4000:],
+    }

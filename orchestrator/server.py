@@ -27,7 +27,7 @@ from orchestrator.tokenserver.middleware import TOKEN_ROUTE, request_middleware
 from orchestrator.tokenserver.openapi import TOKEN_PATH
 from orchestrator.tokenserver.state import SERVER, Limits, TokenServer
 
-__all__ = ["Limits", "build_app", "serve", "start_site"]
+__all__ = ["Limits", "build_app", "serve", "start_site", "web_pool"]
 
 log = get_logger("orchestrator.server")
 SEED_TTL_RANGE = (120, 300)
@@ -137,14 +137,22 @@ async def start_site(app: web.Application, settings: Settings) -> web.AppRunner:
     return runner
 
 
-async def serve(settings: Settings) -> None:
-    """Run the token server alone until cancelled or SIGTERM/SIGINT."""
-    pool = await create_pool(
+async def web_pool(settings: Settings) -> asyncpg.Pool:
+    """The token server's pool. Each request is one transaction with no session state, so it
+    also runs behind a transaction pooler: no named prepared statements (another client's
+    would collide with ours there)."""
+    return await create_pool(
         settings.require_database(),
         size=settings.db_pool_size,
         name="orchestrator-web",
         min_size=0,  # start even while the database is down; /readyz tells
+        statement_cache_size=0,
     )
+
+
+async def serve(settings: Settings) -> None:
+    """Run the token server alone until cancelled or SIGTERM/SIGINT."""
+    pool = await web_pool(settings)
     try:
         runner = await start_site(build_app(settings, pool, Metrics()), settings)
         try:

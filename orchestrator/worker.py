@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import asyncpg
 from aiohttp import web
@@ -16,6 +16,7 @@ from orchestrator.adapters.mqtt_relay import run_relay
 from orchestrator.adapters.postgres.listen_source import ListenNotifySource
 from orchestrator.adapters.postgres.migrate import apply_settings_from_env
 from orchestrator.adapters.postgres.pool import create_pool
+from orchestrator.adapters.postgres.pooler import refuse_transaction_pooler
 from orchestrator.adapters.postgres.store import PostgresStore
 from orchestrator.adapters.push_router import build_providers
 from orchestrator.config import Settings
@@ -42,6 +43,10 @@ class WorkerHooks:
     metrics: Metrics | None = None
     source: EventSource | None = None  # an event source built by the caller (tests' timers)
     metrics_port: int | None = None  # filled in once the health server listens
+    engine: Engine | None = None  # filled in once built (tests kill its tasks, read vitals)
+    # Short health windows for tests (the contract's formulas otherwise).
+    readiness_window: float | None = None
+    liveness_window: float | None = None
     started: asyncio.Event = field(default_factory=asyncio.Event)  # set once subscribed
 
 
@@ -58,6 +63,8 @@ def engine_settings(settings: Settings) -> EngineSettings:
         prune_quarantine_seconds=settings.prune_quarantine_seconds,
         job_max_attempts=settings.job_max_attempts,
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
+        readiness_window=max(2 * settings.reconcile_interval, 10.0),
+        liveness_window=max(30.0, 3 * settings.reconcile_interval),
     )
 
 
@@ -72,10 +79,12 @@ def build_source(settings: Settings, dsn: str, metrics: Metrics) -> EventSource:
 async def _apply_settings_when_reachable(
     settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event
 ) -> None:
-    """Overwrite the database's timers from the environment, retrying while it is down."""
+    """Refuse a transaction pooler, then overwrite the database's timers from the environment,
+    retrying while the database is down."""
     delay = 0.2
     while not stop.is_set():
         try:
+            await refuse_transaction_pooler(settings.require_database(), "worker")
             async with pool.acquire() as conn:
                 await apply_settings_from_env(conn, settings)
             return
@@ -85,8 +94,9 @@ async def _apply_settings_when_reachable(
             delay = min(delay * 2, 10)
 
 
-async def _announce_when_subscribed(source: EventSource, started: asyncio.Event) -> None:
-    while not source.healthy:
+async def _announce_when_ready(source: EventSource, engine: Engine, started: asyncio.Event) -> None:
+    """Subscribed and one sweep done: what /readyz waits for too."""
+    while not (source.healthy and engine.vitals.sweep_ok_at is not None):
         await asyncio.sleep(0.01)
     started.set()
 
@@ -117,23 +127,34 @@ async def run_worker(
     )
     source = hooks.source or build_source(settings, dsn, metrics)
     brake = PruneBrake(settings.prune_brake_min, settings.prune_brake_ratio)
+    timers = engine_settings(settings)
+    if hooks.readiness_window is not None:
+        timers = replace(timers, readiness_window=hooks.readiness_window)
+    if hooks.liveness_window is not None:
+        timers = replace(timers, liveness_window=hooks.liveness_window)
     engine = Engine(
         store,
         providers,
-        engine_settings(settings),
+        timers,
         metrics,
         SystemClock(),
         brake=brake,
         pickup_hook=hooks.pickup_hook,
     )
 
+    hooks.engine = engine
+
     async def ready() -> dict[str, bool]:
-        return {"database": await store.ping(), "event_source": source.healthy}
+        return {
+            "database": await store.ping(),
+            "event_source": source.healthy,
+            "sweeps": engine.vitals.sweeps_ok(),  # a reachable database is not enough
+        }
 
     # Health first: a liveness probe must not fail just because the database is slow to come.
     runners = []
     health, hooks.metrics_port = await start_health_server(
-        metrics, ready, settings.host, settings.metrics_port
+        metrics, ready, settings.host, settings.metrics_port, live=engine.vitals.live
     )
     runners.append(health)
     try:
@@ -151,9 +172,10 @@ async def run_worker(
         event_source=source.name,
         providers={p.value: prov.name for p, prov in providers.items()},
     )
-    announcer = asyncio.create_task(_announce_when_subscribed(source, hooks.started))
+    announcer = asyncio.create_task(_announce_when_ready(source, engine, hooks.started))
     # The MQTT fan-out (returns at once without MQTT_URL); one relay is active across workers.
     relay = asyncio.create_task(run_relay(settings, pool, metrics, stop), name="mqtt-relay")
+    relay.add_done_callback(lambda task: _relay_done(task, engine, stop))
     try:
         await engine.run(stop, source)
     finally:
@@ -164,6 +186,12 @@ async def run_worker(
             await relay  # finishes the page in flight and publishes `offline` before the pool goes
         await _close(runners, providers, pool)
         log.info("worker_stopped", worker_id=settings.worker_id)
+
+
+def _relay_done(task: asyncio.Task[None], engine: Engine, stop: asyncio.Event) -> None:
+    """The relay returns at once without MQTT_URL (and at shutdown); only a crash is a death."""
+    if not task.cancelled() and task.exception() is not None and not stop.is_set():
+        engine.supervisor.watch(task)  # reports it and stops the engine like any helper
 
 
 async def _close(

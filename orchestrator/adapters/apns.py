@@ -1,8 +1,10 @@
 """APNs provider: token auth, HTTP/2 over TLS, one multiplexed connection per host.
 
 A thin client on `h2` rather than aioapns (see the README's Push delivery section): every send has a
-deadline, a GOAWAY or a dropped connection is a `Retry` for the engine to schedule, and nothing
-that may have reached Apple is ever re-sent behind the engine's back.
+deadline; a failure that certainly did not reach Apple (connect error, GOAWAY above our stream,
+REFUSED_STREAM) is a `Retry`, one that may have (timeout after the request was written, the
+connection lost after it, GOAWAY covering it) is `Uncertain`; nothing that may have reached Apple
+is ever re-sent behind the engine's back.
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ from orchestrator.adapters.apns_payload import (
     parse_reason,
     parse_retry_after,
 )
-from orchestrator.adapters.h2conn import H2Conn, H2Error, H2Response
+from orchestrator.adapters.h2conn import H2Conn, H2Error, H2Response, Progress
 from orchestrator.config import ConfigError, Settings
 from orchestrator.domain.model import PushKind
-from orchestrator.domain.push import Permanent, PushMessage, PushResult, Retry
+from orchestrator.domain.push import Permanent, PushMessage, PushResult, Retry, Uncertain
 from orchestrator.domain.tokens import apns_token_ok
-from orchestrator.logs import get_logger
+from orchestrator.logs import exception_fields, get_logger
 
 log = get_logger(__name__)
 
@@ -57,13 +59,17 @@ class HostClient:
         self._old: set[H2Conn] = set()  # draining: they close themselves once empty
         self._lock = asyncio.Lock()
 
-    async def request(self, headers: list[tuple[str, str]], body: bytes) -> H2Response:
+    async def request(
+        self, headers: list[tuple[str, str]], body: bytes, progress: Progress | None = None
+    ) -> H2Response:
         # A second connection only for a request that never reached the server: GOAWAY'd above
         # last_stream_id, refused, or queued behind a closing connection (RFC 9113 §8.7).
         for attempt in range(2):
             conn = await self._connection()
+            if progress is not None:
+                progress.written = False  # the attempt before was never processed
             try:
-                return await conn.request(headers, body)
+                return await conn.request(headers, body, progress)
             except H2Error as exc:
                 if exc.sent or attempt == 1:
                     raise
@@ -144,24 +150,32 @@ class ApnsProvider:
         # Deterministic: a resend after a crash carries the same apns-id (traceable at Apple).
         apns_id = str(uuid5(message.call_id, f"{message.kind.value}/{message.delivery_id}"))
         client = self.client_for(message.apns_environment)
+        progress = Progress()
         try:
             async with asyncio.timeout(self._timeout):
-                return await self._send(client, request, device, apns_id)
+                return await self._send(client, request, device, apns_id, progress)
         except TimeoutError:
-            return Retry("timeout")
+            # Written and unanswered: Apple may have it. Not written: safe to send again.
+            return Uncertain("timeout") if progress.written else Retry("timeout")
         except H2Error as exc:
-            return Retry(exc.reason)
+            return Uncertain(exc.reason) if exc.sent else Retry(exc.reason)
         except Exception as exc:  # the port's promise: never raise for provider trouble
-            log.error("apns_send_error", error_type=type(exc).__name__)
-            return Retry("internal_error")
+            log.error("apns_send_error", **exception_fields(exc))
+            return Uncertain("internal_error") if progress.written else Retry("internal_error")
 
     async def _send(
-        self, client: HostClient, request: ApnsRequest, device: str, apns_id: str
+        self,
+        client: HostClient,
+        request: ApnsRequest,
+        device: str,
+        apns_id: str,
+        progress: Progress,
     ) -> PushResult:
         for attempt in range(2):
             jwt = self._token.current()
             headers = request.headers(client.authority, device, apns_id, jwt)
-            response = await client.request(headers, request.payload)
+            progress.written = False  # a 403 re-mint is a new request
+            response = await client.request(headers, request.payload, progress)
             reason = parse_reason(response.body)
             if response.status == 403 and reason == "ExpiredProviderToken" and attempt == 0:
                 self._token.invalidate(jwt)  # rejected, so not delivered: one retry is safe

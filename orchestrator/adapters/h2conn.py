@@ -33,6 +33,14 @@ class H2Error(Exception):
         self.sent = sent
 
 
+@dataclass(slots=True)
+class Progress:
+    """Set once the whole request (END_STREAM) was handed to the socket: from then on a
+    timeout means the server may have acted on it."""
+
+    written: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class H2Response:
     status: int
@@ -96,7 +104,9 @@ class H2Conn:
     def usable(self) -> bool:
         return not (self.closed or self.draining)
 
-    async def request(self, headers: list[tuple[str, str]], body: bytes) -> H2Response:
+    async def request(
+        self, headers: list[tuple[str, str]], body: bytes, progress: Progress | None = None
+    ) -> H2Response:
         h2 = self._h2
         while self.usable and h2.open_outbound_streams >= h2.remote_settings.max_concurrent_streams:
             await self._changed.wait()
@@ -115,6 +125,8 @@ class H2Conn:
                     h2.send_data(sid, bytes(chunk), end_stream=not view)
                     self._flush()
                     if not view:
+                        if progress is not None:
+                            progress.written = True
                         break
                 await self._changed.wait()
             return await pending.future

@@ -1,8 +1,9 @@
 """What the MQTT relay publishes for audit rows: recipients, topics and payloads.
 
-Visibility follows call_audit's RLS: status events go to both participants, `token_issued`
-only to the user it was issued to, device events (`push_*`, `device_pruned`) only to the
-callee, `operator_action` to both (never its detail). Payloads carry exactly `event_id`,
+Visibility is call_audit's RLS rule itself: every row comes with `readers`, computed by the SQL
+function `orchestrator.audit_readers` that the RLS policy calls (status and presence events:
+both participants; `token_issued`: its user; device events: the callee; `operator_action`:
+nobody). A row nobody may read is not published at all. Payloads carry exactly `event_id`,
 `call_id`, `event`, `status`, `end_reason`, `version`, `occurred_at`: never device ids, tokens
 or audit detail.
 """
@@ -19,9 +20,6 @@ import orjson
 from orchestrator.domain.push import rfc3339
 
 STATUS_EVENTS = frozenset({"call_created", "call_accepted", "call_ended"})
-CALLEE_EVENTS = frozenset({"push_sent", "push_failed", "device_pruned"})
-# Presence changes (participant_joined/left) go to both participants, like status events.
-BOTH_EVENTS = STATUS_EVENTS | {"operator_action", "participant_joined", "participant_left"}
 Row = Mapping[str, Any]
 
 
@@ -48,17 +46,8 @@ def status_topic(prefix: str, worker_id: str) -> str:
 
 
 def recipients(row: Row) -> list[UUID]:
-    """Who may read this event (call_audit's visibility); erased users (null) get nothing."""
-    event = row["event"]
-    if event in BOTH_EVENTS:
-        found = [row["caller_id"], row["callee_id"]]
-    elif event == "token_issued":
-        found = [row["actor_id"]]
-    elif event in CALLEE_EVENTS:
-        found = [row["callee_id"]]
-    else:
-        found = []  # an event this relay does not know: nobody, rather than too many
-    return list(dict.fromkeys(u for u in found if u is not None))
+    """Who may read this event: the database's answer (`readers`), never decided here."""
+    return list(dict.fromkeys(u for u in row["readers"] or () if u is not None))
 
 
 def values(row: Row) -> tuple[str, str | None, int]:
@@ -100,7 +89,7 @@ def messages_for(rows: Iterable[Row], prefix: str, ended_ttl: int | None) -> lis
     a state older than what the database holds now is skipped (the later event that made it
     older publishes the newer one), so the retained state never goes backwards.
     """
-    rows = list(rows)
+    rows = [row for row in rows if recipients(row)]  # hidden from both: not published at all
     last = {row["call_id"]: index for index, row in enumerate(rows)}
     out: list[Outgoing] = []
     for index, row in enumerate(rows):

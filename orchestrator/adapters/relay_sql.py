@@ -25,9 +25,13 @@ where l.virtualtransaction = any($1::text[]) and l.locktype = 'relation'
   and l.relation = 'public.call_audit'::regclass and l.mode = 'RowExclusiveLock'
 """
 
-_COLUMNS = """a.id, a.call_id, a.event, a.to_status, a.end_reason, a.call_version, a.actor_id,
+# Who may read a row: the SQL function the call_audit RLS policy uses too (migration
+# 20261202000300), so MQTT shows a participant exactly what a SELECT would.
+READERS = "orchestrator.audit_readers(a.event, a.actor_id, c.caller_id, c.callee_id) as readers"
+
+_COLUMNS = f"""a.id, a.call_id, a.event, a.to_status, a.end_reason, a.call_version, a.actor_id,
        a.occurred_at, c.caller_id, c.callee_id, c.status as now_status,
-       c.end_reason as now_end_reason, c.version as now_version"""
+       c.end_reason as now_end_reason, c.version as now_version, {READERS}"""
 
 # $1 cursor id, $2 cursor horizon, $3 watermark, $4 page size.
 PAGE_SQL = f"""
@@ -65,15 +69,19 @@ set last_id = $2, horizon = $3::text::pg_snapshot, updated_at = now(), updated_b
 where name = $1
 """
 
-# Every call that has not ended, with its latest audit row (for the retained state).
-OPEN_CALLS_SQL = """
+# Every call that has not ended, with its latest audit row a participant may read (for the
+# retained state: an event hidden from them never names it).
+OPEN_CALLS_SQL = f"""
 select a.id, c.id as call_id, a.event, null::text as to_status, null::text as end_reason,
        null::integer as call_version, a.actor_id, a.occurred_at, c.caller_id, c.callee_id,
-       c.status as now_status, c.end_reason as now_end_reason, c.version as now_version
+       c.status as now_status, c.end_reason as now_end_reason, c.version as now_version,
+       {READERS}
 from public.calls c
 cross join lateral (
   select x.id, x.event, x.actor_id, x.occurred_at from public.call_audit x
-  where x.call_id = c.id order by x.id desc limit 1
+  where x.call_id = c.id
+    and cardinality(orchestrator.audit_readers(x.event, x.actor_id, c.caller_id, c.callee_id)) > 0
+  order by x.id desc limit 1
 ) a
 where c.status <> 'ended'
 order by a.id

@@ -88,4 +88,15 @@ class Permanent:
     prune: bool = False
 
 
-PushResult = Accepted | Retry | Permanent
+@dataclass(frozen=True, slots=True)
+class Uncertain:
+    """The request may have reached the provider: a timeout after it was written, the
+    connection lost after it, a GOAWAY or reset that covers its stream. Resending it may
+    deliver it twice; the engine decides (a ring at most once more, stop/missed never)."""
+
+    error: str
+
+
+UNCERTAIN = "uncertain"  # push_deliveries.last_error of a push that may or may not have arrived
+
+PushResult = Accepted | Retry | Permanent | Uncertain

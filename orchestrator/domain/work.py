@@ -51,6 +51,8 @@ class ClaimedDelivery:
     # Why it must not be sent at all ("call_ended", "device_disabled", ...), or None.
     void_reason: str | None
     created_age: float  # seconds since calls.created_at at claim time (time-to-ring)
+    # last_error of the previous attempt ("uncertain": that attempt may have been delivered).
+    previous_error: str | None = None
 
     @property
     def id(self) -> int:
@@ -77,6 +79,7 @@ class DeliveryOutcome:
     error: str | None = None
     provider_message_id: str | None = None
     retry_in: float = 0.0
+    uncertain: bool = False  # this attempt's result was Uncertain (metric outcome="uncertain")
 
 
 @dataclass(frozen=True, slots=True)

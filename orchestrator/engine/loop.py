@@ -14,8 +14,9 @@ from orchestrator.engine.brake import Brake, NoBrake
 from orchestrator.engine.deliveries import Sender
 from orchestrator.engine.jobs import JobRunner, PickupHook
 from orchestrator.engine.settings import EngineSettings
+from orchestrator.engine.supervision import Supervisor, Vitals
 from orchestrator.engine.transient import is_conflict
-from orchestrator.logs import get_logger
+from orchestrator.logs import exception_fields, get_logger
 from orchestrator.metrics import Metrics
 from orchestrator.ports import CallStore, Clock, EventSource, PushProvider, Wakeup
 
@@ -50,6 +51,7 @@ class Engine:
             self._ended,
             self.inflight_deliveries,
         )
+        self.sender.on_retry = lambda call_id: self.wake(Wakeup(call_id))
         self.jobs = JobRunner(store, settings, metrics, clock, self._ended, pickup_hook)
         self._targets: set[UUID] = set()
         self._rescan = True  # the first sweep looks at everything: resume every timer
@@ -57,6 +59,8 @@ class Engine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(settings.concurrency)
         self.source_name = "none"
+        self.vitals = Vitals(clock, settings.readiness_window, settings.liveness_window)
+        self.supervisor = Supervisor(self._kick.set)  # a death ends the loop at once
 
     def wake(self, wakeup: Wakeup) -> None:
         """The event source's sink: synchronous, never raises."""
@@ -70,24 +74,28 @@ class Engine:
         self._kick.set()
 
     async def run(self, stop: asyncio.Event, source: EventSource | None = None) -> None:
-        helpers = [asyncio.create_task(self._renew_leases(), name="lease-renewal")]
+        """Until `stop`; raises BackgroundTaskDied (after draining) when a helper died."""
+        watch = self.supervisor.watch
+        watch(asyncio.create_task(self._renew_leases(), name="lease-renewal"))
         if source is not None:
             self.source_name = source.name
-            helpers.append(asyncio.create_task(source.run(self.wake), name="event-source"))
+            watch(asyncio.create_task(source.run(self.wake), name="event-source"))
         stopper = asyncio.create_task(stop.wait())
         try:
             await self._loop(stop, stopper)
         finally:
+            self.supervisor.stopping = True  # from here on, helpers ending is the plan
             await self._drain()
-            for task in helpers:
-                task.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
+            await self.supervisor.stop()
             stopper.cancel()
+        if self.supervisor.fatal is not None:
+            raise self.supervisor.fatal
 
     async def _loop(self, stop: asyncio.Event, stopper: asyncio.Task[bool]) -> None:
         last_stats = -1e9
         scan_at: float | None = None
-        while not stop.is_set():
+        while not stop.is_set() and self.supervisor.fatal is None:
+            self.vitals.tick()
             self._kick.clear()
             rescan, targets = self._rescan, self._targets
             self._rescan, self._targets = False, set()
@@ -104,12 +112,14 @@ class Engine:
                     self.metrics.queue_depth.set(depth)
                     self.metrics.queue_age.set(age)
                 due = await self.store.seconds_until_due()
+                self.vitals.sweep_succeeded()
             except Exception as exc:  # the database is away: keep trying, lose nothing
                 if is_conflict(exc):  # e.g. a migration's DDL: rolled back, scan again
                     log.info("sweep_conflict", error=type(exc).__name__)
                     self._rescan = True
                 else:
-                    log.warning("sweep_failed", error=type(exc).__name__, detail=str(exc)[:200])
+                    self.vitals.sweep_failed()  # /readyz says so until one succeeds again
+                    log.warning("sweep_failed", **exception_fields(exc))
                 due, found = self.settings.reconcile_interval / 5, 0
             timeout = self.settings.reconcile_interval if due is None else due
             timeout = min(
@@ -146,7 +156,7 @@ class Engine:
                 if call_id is not None:
                     self.wake(Wakeup(call_id))
             else:
-                log.warning("sweep_failed", call_id=str(call_id), error=type(exc).__name__)
+                log.warning("sweep_failed", call_id=str(call_id), **exception_fields(exc))
         finally:
             self._slots.release()
 
@@ -211,7 +221,7 @@ class Engine:
             try:
                 await self.store.renew(list(self.inflight_jobs), list(self.inflight_deliveries))
             except Exception as exc:
-                log.warning("lease_renewal_failed", error=type(exc).__name__)
+                log.warning("lease_renewal_failed", **exception_fields(exc))
             await self.sender.quarantine.settle(self.clock.monotonic())
 
     async def _drain(self) -> None:

@@ -7,12 +7,15 @@ import asyncio
 from collections.abc import Callable
 
 from orchestrator.domain.work import DeliveryOutcome, Ended, RecordResult
-from orchestrator.logs import get_logger
+from orchestrator.logs import exception_fields, get_logger
 from orchestrator.metrics import Metrics
 from orchestrator.ports import CallStore
 
 log = get_logger("orchestrator.push")
-RECORD_ATTEMPTS = 5
+# Short and capped: when the database is back, this write must land before a sweep (ours or
+# another worker's) sees the lapsed lease and hands the push out again.
+RECORD_RETRY_FIRST = 0.05
+RECORD_RETRY_MAX = 0.25
 
 
 class Recorder:
@@ -51,16 +54,22 @@ class Recorder:
             self.on_ended(result.ended)
 
     async def _write(self, outcomes: list[DeliveryOutcome]) -> RecordResult:
-        # A push that went out must be marked, or its lease expires and it is sent again:
-        # retry through short database hiccups (the lease is renewed meanwhile).
-        delay = 0.05
-        for attempt in range(1, RECORD_ATTEMPTS + 1):
+        # A push that went out must be marked, or it is sent again: retry until the write
+        # lands (the ids stay in flight, so their leases are renewed and this worker does not
+        # claim them again meanwhile). Only shutdown (cancellation) stops it.
+        delay = RECORD_RETRY_FIRST
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 return await self.store.record_outcomes(outcomes)
             except Exception as exc:
-                if attempt == RECORD_ATTEMPTS:
-                    raise
-                log.warning("push_record_retry", error=type(exc).__name__, attempt=attempt)
+                if attempt == 1 or attempt % 20 == 0:  # visible, not one line per 250 ms
+                    log.warning(
+                        "push_record_retry",
+                        attempt=attempt,
+                        pushes=len(outcomes),
+                        **exception_fields(exc),
+                    )
                 await asyncio.sleep(delay)
-                delay *= 2
-        raise AssertionError("unreachable")  # pragma: no cover
+                delay = min(delay * 2, RECORD_RETRY_MAX)

@@ -23,3 +23,7 @@ class EngineSettings:
     shutdown_grace_seconds: float = 10.0
     idle_floor_seconds: float = 0.05  # never spin: the shortest sleep after an empty sweep
     stats_interval: float = 5.0
+    # /readyz: a sweep must have succeeded this recently (contract: max(2 x reconcile, 10 s)).
+    readiness_window: float = 10.0
+    # /healthz: the loop must have gone round this recently (max(30 s, 3 x reconcile)).
+    liveness_window: float = 30.0

@@ -113,7 +113,9 @@ async def issue(
         callee_while_ringing,
     )
     try:
-        async with asyncio.timeout(time_limit), pool.acquire() as conn:
+        # One explicit transaction: behind a transaction pooler the unnamed statement's Parse
+        # and its Bind then reach the same server connection (see docs/production.md).
+        async with asyncio.timeout(time_limit), pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(ISSUE_SQL, *args)
     except CONNECTION_ERRORS as exc:
         raise StoreUnavailable(type(exc).__name__) from None
@@ -135,7 +137,8 @@ async def issue(
 async def ping(pool: asyncpg.Pool, time_limit: float) -> bool:
     try:
         async with asyncio.timeout(time_limit), pool.acquire() as conn:
-            return bool(await conn.fetchval("select true"))
+            # The simple query protocol: one message, fine behind a transaction pooler.
+            return bool(await conn.execute("select true"))
     except CONNECTION_ERRORS:
         return False
     except asyncpg.PostgresError:

@@ -7,12 +7,19 @@ seen with it, then 200), hang (never answers), slow (answers only when the conne
 after a GOAWAY), goaway (GOAWAY with last_stream_id below this stream, then drains and
 closes), drop (closes the TCP connection).
 Any other prefix: 400 BadDeviceToken. `fail_every = N` answers every Nth request 503.
+
+Ambiguous failures (`ambiguous = 0.1`: that share of well-formed requests, in turn): `late`
+processes the request and answers 200 only after `late_seconds` (after the client's timeout),
+`drop` processes it and closes the TCP connection without answering, `goaway` processes it and
+sends GOAWAY with last_stream_id = this stream (it may have been processed) and closes. Each
+is counted in `counts` (it reached the provider) and in `ambiguous_counts`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import ssl
 import time
 import uuid
@@ -25,6 +32,7 @@ import trustme
 from h2 import events as ev
 from h2.config import H2Configuration
 from h2.connection import ConnectionState, H2Connection
+from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 
 from tests.fakes.apns_checks import check_request
@@ -53,6 +61,11 @@ class FakeApns:
         self.counts: Counter[tuple[str, str, str]] = Counter()  # (token, call_id, kind) received
         self.accepted: Counter[tuple[str, str, str]] = Counter()  # ... answered 200
         self.fail_every: int | None = None
+        self.ambiguous = 0.0
+        self.late_seconds = 1.0
+        self.ambiguous_modes = ("late", "drop", "goaway")
+        self.ambiguous_counts: Counter[str] = Counter()
+        self._random = random.Random(12)
         self.max_streams = 1000
         self.connections = 0
         self._conns: list[_Conn] = []
@@ -116,6 +129,17 @@ class FakeApns:
         self.counts[key] += 1
         problem = check_request(h, raw, body, self.key, self.bundle_id, self._rejected_jwts)
         answer = problem or self._behaviour(prefix, token, rec.jwt)
+        if answer == (200, "") and self.ambiguous and self._random.random() < self.ambiguous:
+            modes = self.ambiguous_modes
+            mode = modes[sum(self.ambiguous_counts.values()) % len(modes)]
+            if mode == "drop" and conn.busy(sid):
+                mode = "goaway"  # a drop would take other answered-to-be streams with it
+            self.ambiguous_counts[mode] += 1
+            self.accepted[key] += 1  # processed: Apple delivers it, the client cannot know
+            if mode == "late":
+                conn.respond_later(sid, self.late_seconds, h.get("apns-id"))
+                return None
+            return f"ambiguous_{mode}"
         if answer is not None:
             rec.status, rec.reason = answer
             if answer[0] == 200:
@@ -152,6 +176,8 @@ class _Conn:
         self.h2 = H2Connection(H2Configuration(client_side=False, header_encoding="utf-8"))
         self.frozen = False
         self.slow: list[tuple[int, Received, tuple[str, str, str]]] = []
+        self.pending_late = 0
+        self._tasks: set[asyncio.Task[None]] = set()
         self._streams: dict[int, tuple[dict[str, str], bytearray]] = {}
 
     async def run(self) -> None:
@@ -169,7 +195,9 @@ class _Conn:
                 self.writer.write(self.h2.data_to_send())
         except OSError:
             pass
-        if action == "goaway":  # let the GOAWAY and the drained responses reach the client
+        if action == "ambiguous_drop":
+            await self._linger()
+        if action in ("goaway", "ambiguous_goaway"):  # let the GOAWAY (and drained) reach it
             self.writer.close()
             with contextlib.suppress(OSError, TimeoutError):
                 await asyncio.wait_for(self.writer.wait_closed(), 1)
@@ -189,8 +217,43 @@ class _Conn:
             action = self.fake.handle(self, event.stream_id, headers, bytes(body))
             if action == "goaway":
                 self._goaway(event.stream_id)
+            elif action == "ambiguous_goaway":
+                # Streams below this one not yet fully received were never processed: refuse
+                # them (REFUSED_STREAM) rather than let the GOAWAY claim them too.
+                for partial in list(self._streams):
+                    with contextlib.suppress(Exception):
+                        self.h2.reset_stream(partial, ErrorCodes.REFUSED_STREAM)
+                self._streams.clear()
+                self.h2.close_connection(last_stream_id=event.stream_id)  # covers this stream
+                self.h2.state_machine.state = ConnectionState.SERVER_OPEN
             return action
         return None
+
+    def busy(self, sid: int) -> bool:
+        """Another stream is open (received, or not yet answered) on this connection."""
+        return any(s != sid for s in self._streams) or bool(self.slow) or self.pending_late > 0
+
+    def respond_later(self, sid: int, delay: float, apns_id: str | None) -> None:
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            self.pending_late -= 1
+            with contextlib.suppress(Exception):  # the client has reset the stream by now
+                self.respond(sid, 200, "", apns_id)
+                self.writer.write(self.h2.data_to_send())
+
+        self.pending_late += 1
+        self._tasks.add(asyncio.get_running_loop().create_task(later()))
+
+    async def _linger(self) -> None:
+        """Before the drop: whatever the client still writes is refused (REFUSED_STREAM, never
+        processed), so that only this one request is in doubt."""
+        with contextlib.suppress(OSError, TimeoutError):
+            while data := await asyncio.wait_for(self.reader.read(65536), 0.02):
+                for event in self.h2.receive_data(data):
+                    if isinstance(event, ev.RequestReceived) and event.stream_id:
+                        with contextlib.suppress(Exception):
+                            self.h2.reset_stream(event.stream_id, ErrorCodes.REFUSED_STREAM)
+                self.writer.write(self.h2.data_to_send())
 
     def respond(self, sid: int, status: int, reason: str, apns_id: str | None) -> None:
         headers = [(":status", str(status)), ("apns-id", apns_id or str(uuid.uuid4()).upper())]

@@ -6,11 +6,16 @@ public key) and returns `access_token` + `expires_in`. Send: POST
 unregistered (404 UNREGISTERED), invalid (400 INVALID_ARGUMENT, token not valid), mismatch (403
 SENDER_ID_MISMATCH), throttle (429, Retry-After: 1), unavailable (503), hang (never answers).
 Any other prefix: 400 INVALID_ARGUMENT (not about the token). `fail_every = N`: every Nth 503.
+
+Ambiguous failures (`ambiguous = 0.1`: that share of requests that would be answered 200, in
+turn): `late` answers 200 only after `late_seconds` (after the client's timeout), `drop` closes
+the connection without an answer. Both count as received and accepted (FCM delivers them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import time
 from collections import Counter
@@ -55,6 +60,11 @@ class FakeFcm:
         self.expires_in = 3600
         self.fail_every: int | None = None
         self.latency = 0.0  # seconds before each answer (a provider's own latency)
+        self.ambiguous = 0.0
+        self.late_seconds = 1.0
+        self.ambiguous_modes = ("late", "drop")
+        self.ambiguous_counts: Counter[str] = Counter()
+        self._random = random.Random(21)
         self.refuse_grants = False
         self.requests: list[Sent] = []
         self.counts: Counter[tuple[str, str, str]] = Counter()  # (token, call_id, kind)
@@ -143,6 +153,15 @@ class FakeFcm:
         if prefix == "ok":
             sent.status = 200
             name = f"projects/{request.match_info['project']}/messages/{len(self.requests)}"
+            if self.ambiguous and self._random.random() < self.ambiguous:
+                modes = self.ambiguous_modes
+                mode = modes[sum(self.ambiguous_counts.values()) % len(modes)]
+                self.ambiguous_counts[mode] += 1
+                if mode == "drop":
+                    assert request.transport is not None
+                    request.transport.abort()  # processed, never answered
+                    return web.Response(status=200)  # goes nowhere: the socket is gone
+                await asyncio.sleep(self.late_seconds)  # the client gave up meanwhile
             return web.json_response({"name": name})
         status, rpc, code, text = ERRORS.get(
             prefix, (400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "Invalid JSON payload")

@@ -13,7 +13,7 @@ import pytest
 from orchestrator.adapters.apns import ApnsProvider
 from orchestrator.config import Settings
 from orchestrator.domain.model import PushKind
-from orchestrator.domain.push import Accepted, Permanent, Retry
+from orchestrator.domain.push import Accepted, Permanent, Retry, Uncertain
 from tests.fakes.apns_server import FakeApns
 from tests.fakes.keys import APNS_BUNDLE_ID, write_apns_key, write_tls
 from tests.fakes.messages import push, ring_ios
@@ -132,9 +132,10 @@ async def test_a_token_expired_at_apple_is_replaced_for_every_later_send(apns: A
     assert len(jwts) == 4 and jwts[0] == jwts[1] != jwts[2] == jwts[3]  # one re-mint only
 
 
-async def test_a_hung_request_is_a_retry_within_the_timeout(apns: Apns) -> None:
+async def test_a_hung_request_is_uncertain_within_the_timeout(apns: Apns) -> None:
     started = time.monotonic()
-    assert await apns.provider.send(ring_ios("hang-1")) == Retry("timeout")
+    # Written and never answered: Apple may have it (the contract's `uncertain`).
+    assert await apns.provider.send(ring_ios("hang-1")) == Uncertain("timeout")
     assert time.monotonic() - started < TIMEOUT + 0.3
     # The connection is alive (the PING probe is answered): the next push uses it.
     assert isinstance(await apns.provider.send(ring_ios("ok-1")), Accepted)
@@ -162,8 +163,11 @@ async def test_goaway_lets_in_flight_requests_finish_without_a_resend(apns: Apns
     assert isinstance(await apns.provider.send(ring_ios("ok-after")), Accepted)
 
 
-async def test_a_dropped_connection_is_a_retry_and_the_next_send_reconnects(apns: Apns) -> None:
-    assert await apns.provider.send(ring_ios("drop-1")) == Retry("connection_lost")
+async def test_a_dropped_connection_is_uncertain_and_the_next_send_reconnects(
+    apns: Apns,
+) -> None:
+    # Lost after the request was written: the client cannot know whether it was processed.
+    assert await apns.provider.send(ring_ios("drop-1")) == Uncertain("connection_lost")
     assert isinstance(await apns.provider.send(ring_ios("ok-1")), Accepted)
     assert apns.fake.connections == 2
 
@@ -172,7 +176,7 @@ async def test_a_half_open_connection_is_detected_and_replaced(apns: Apns) -> No
     assert isinstance(await apns.provider.send(ring_ios("ok-0")), Accepted)
     apns.fake.freeze_connections()
     results = [await apns.provider.send(ring_ios(f"ok-{i}")) for i in range(1, 4)]
-    assert results[0] == Retry("timeout")
+    assert results[0] == Uncertain("timeout")
     assert isinstance(results[-1], Accepted)  # the engine's retries get through
     assert apns.fake.connections == 2
 

@@ -14,7 +14,7 @@ from orchestrator.adapters.fcm import FcmProvider
 from orchestrator.adapters.fcm_auth import FcmAuth
 from orchestrator.config import Settings
 from orchestrator.domain.model import EndReason, PushKind
-from orchestrator.domain.push import Accepted, Permanent, Retry
+from orchestrator.domain.push import Accepted, Permanent, Retry, Uncertain
 from tests.fakes.fcm_server import FakeFcm
 from tests.fakes.keys import write_service_account
 from tests.fakes.messages import android
@@ -115,10 +115,10 @@ async def test_error_mapping_and_no_hidden_resend(fcm: Fcm, token: str, expected
     assert fcm.fake.counts[(token, str(message.call_id), "ring")] == 1
 
 
-async def test_a_hung_request_is_a_retry_within_the_timeout(fcm: Fcm) -> None:
+async def test_a_hung_request_is_uncertain_within_the_timeout(fcm: Fcm) -> None:
     await fcm.provider.send(android(PushKind.RING, "ok-warm"))  # token fetched beforehand
     started = time.monotonic()
-    assert await fcm.provider.send(android(PushKind.RING, "hang-1")) == Retry("timeout")
+    assert await fcm.provider.send(android(PushKind.RING, "hang-1")) == Uncertain("timeout")
     assert time.monotonic() - started < TIMEOUT + 0.3
     assert isinstance(await fcm.provider.send(android(PushKind.RING, "ok-after")), Accepted)
 

@@ -28,7 +28,7 @@ from orchestrator.demo_mqtt import follow_mqtt
 from orchestrator.domain.push import Permanent, rfc3339
 from orchestrator.metrics import Metrics
 from orchestrator.tokenserver import store as token_store
-from tests.support.db import add_device, client_update, create_user, insert_call
+from tests.support.db import add_device, as_user, client_update, create_user, insert_call
 from tests.support.mosquitto import Mosquitto, Received, Subscriber
 from tests.support.tcp_proxy import TcpProxy, proxied
 from tests.support.wait import wait_for
@@ -102,24 +102,33 @@ def users_topic(user: uuid.UUID) -> str:
     return f"v1/users/{user}/calls"
 
 
+# The oracle is the database: who can SELECT each row through RLS, as PostgREST would let them.
+VISIBLE: dict[int, set[uuid.UUID]] = {}
+
+
 async def audit(conn: asyncpg.Connection, call_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await conn.fetch(
         "select a.*, c.caller_id, c.callee_id from public.call_audit a"
         " join public.calls c on c.id = a.call_id where a.call_id = any($1) order by a.id",
         call_ids,
     )
+    people = {r[k] for r in rows for k in ("caller_id", "callee_id", "actor_id") if r[k]}
+    for row in rows:
+        VISIBLE[row["id"]] = set()
+    for user in people:
+        async with as_user(conn, user):
+            seen = await conn.fetch(
+                "select id from public.call_audit where call_id = any($1)", call_ids
+            )
+        for found in seen:
+            if found["id"] in VISIBLE:  # rows committed after the first read are not in `rows`
+                VISIBLE[found["id"]].add(user)
     return rows
 
 
 def readers(row: asyncpg.Record) -> set[uuid.UUID]:
-    """call_audit's visibility rules, written out independently of the relay."""
-    if row["event"] in STATUS or row["event"] == "operator_action":
-        return {row["caller_id"], row["callee_id"]}
-    if row["event"] == "token_issued":
-        return {row["actor_id"]}
-    if row["event"] in CALLEE_ONLY:
-        return {row["callee_id"]}
-    raise AssertionError(row["event"])
+    """Who may read this row: what RLS let each participant select (see `audit`)."""
+    return VISIBLE[row["id"]]
 
 
 def expected_ids(rows: list[asyncpg.Record], user: uuid.UUID) -> list[int]:
@@ -199,6 +208,11 @@ async def test_every_event_reaches_exactly_the_users_who_may_read_it(
 
     events = {r["event"] for r in rows}
     assert events == STATUS | CALLEE_ONLY | {"token_issued", "operator_action"}
+    # One rule on both paths: operator_action is hidden from both participants through RLS
+    # (the oracle) and therefore through MQTT, on user topics and the retained state alike.
+    (action,) = [r for r in rows if r["event"] == "operator_action"]
+    assert readers(action) == set()
+    assert all(b"operator_action" not in m.payload for m in everything.received)
     tokens_of = {r["id"]: r["actor_id"] for r in rows if r["event"] == "token_issued"}
     assert {tokens_of[i] for i in caller_sub.event_ids(users_topic(caller)) if i in tokens_of} == {
         caller
@@ -320,10 +334,12 @@ async def test_a_new_relay_continues_from_the_saved_cursor(
         assert cursor["updated_by"] == "relay-b"
 
 
-async def _operator_row(conn: asyncpg.Connection, call_id: uuid.UUID) -> int:
+async def _visible_row(conn: asyncpg.Connection, call_id: uuid.UUID) -> int:
+    """An audit row the caller may read (a token_issued of theirs), written directly."""
     row_id: int = await conn.fetchval(
-        "insert into public.call_audit (call_id, actor, event) values ($1, 'operator',"
-        " 'operator_action') returning id",
+        "insert into public.call_audit (call_id, actor_id, actor, event)"
+        " select id, caller_id, 'caller', 'token_issued' from public.calls where id = $1"
+        " returning id",
         call_id,
     )
     return row_id
@@ -356,8 +372,8 @@ async def test_rows_that_commit_out_of_order_are_not_skipped(
         # The lower id commits last.
         late = other.transaction()
         await late.start()
-        low = await _operator_row(other, call_id)
-        high = await _operator_row(conn, call_id)
+        low = await _visible_row(other, call_id)
+        high = await _visible_row(conn, call_id)
         await held_back(low, high, late.commit)
 
         # The older transaction (lower xid) draws the higher id and commits first.
@@ -366,17 +382,17 @@ async def test_rows_that_commit_out_of_order_are_not_skipped(
         await conn.fetchval("select pg_current_xact_id()")
         newer = other.transaction()
         await newer.start()
-        low = await _operator_row(other, call_id)
-        high = await _operator_row(conn, call_id)
+        low = await _visible_row(other, call_id)
+        high = await _visible_row(conn, call_id)
         await older.commit()
         await held_back(low, high, newer.commit)
 
         # A rolled-back id leaves a gap, not a stall.
         rolled = other.transaction()
         await rolled.start()
-        await _operator_row(other, call_id)
+        await _visible_row(other, call_id)
         await rolled.rollback()
-        last = await _operator_row(conn, call_id)
+        last = await _visible_row(conn, call_id)
         await until(lambda: last in seen())
         assert seen() == [r["id"] for r in await audit(conn, [call_id])]
     await other.close()
@@ -580,14 +596,14 @@ async def test_a_database_outage_loses_nothing(
         Subscriber(broker.port, [users_topic(caller)]) as sub,
         relay(through_proxy, broker.url()),
     ):
-        ids = [await _operator_row(conn, call_id) for _ in range(3)]
+        ids = [await _visible_row(conn, call_id) for _ in range(3)]
         await until(lambda: set(ids) <= set(sub.event_ids(users_topic(caller))))
         await proxy.stop()  # the database vanishes for the relay (lock and cursor with it)
-        ids += [await _operator_row(conn, call_id) for _ in range(3)]
+        ids += [await _visible_row(conn, call_id) for _ in range(3)]
         proxy = TcpProxy(proxied(fresh_dsn, 0)[1])
         proxy.port = int(through_proxy.rsplit(":", 1)[1].split("/")[0])
         await proxy.start()  # back on the same port
-        ids += [await _operator_row(conn, call_id) for _ in range(3)]
+        ids += [await _visible_row(conn, call_id) for _ in range(3)]
         every = [r["id"] for r in await audit(conn, [call_id])]
         await until(lambda: set(every) <= set(sub.event_ids(users_topic(caller))), timeout=20)
     await proxy.stop()
@@ -609,6 +625,6 @@ async def test_a_row_behind_the_cursor_is_published_late_not_lost(
             "update orchestrator.relay_cursor set last_id = last_id + 1000,"
             " horizon = pg_current_snapshot()"
         )
-        behind = [await _operator_row(conn, call_id) for _ in range(2)]
+        behind = [await _visible_row(conn, call_id) for _ in range(2)]
         async with relay(fresh_dsn, broker.url()):
             await until(lambda: set(behind) <= set(sub.event_ids(users_topic(caller))))

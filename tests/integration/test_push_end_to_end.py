@@ -44,6 +44,21 @@ async def fakes(tmp_path: Path) -> AsyncIterator[PushFakes]:
 
 
 @pytest.fixture
+async def patient_fakes(tmp_path: Path) -> AsyncIterator[PushFakes]:
+    """A timeout well above a loaded machine's hiccups: a spurious timeout would now be an
+    uncertain outcome (recorded sent), not one more retry, and change what a case measures."""
+    async with push_fakes(tmp_path, push_timeout=2.0) as running:
+        yield running
+
+
+@pytest.fixture
+async def apns_fakes(tmp_path: Path) -> AsyncIterator[PushFakes]:
+    """1 s: hung cases still time out quickly, a loaded machine's hiccups do not."""
+    async with push_fakes(tmp_path, push_timeout=1.0) as running:
+        yield running
+
+
+@pytest.fixture
 async def conn(fresh_dsn: str) -> AsyncIterator[asyncpg.Connection]:
     connection = await asyncpg.connect(fresh_dsn)
     yield connection
@@ -128,7 +143,8 @@ APNS_CASES = [
     ),
     Case("403 ExpiredProviderToken", "expired", (), "sent"),
     Case("hang then 200", "ok", (HANG,), "sent", attempts=2),
-    Case("hang forever", "hang", (), "failed", ":timeout", attempts=(2, 5), unreachable=True),
+    # Each timeout is uncertain (Apple may have it): resent once, then recorded sent/uncertain.
+    Case("hang forever", "hang", (), "sent", "uncertain", attempts=2),
 ]
 
 FCM_CASES = [  # one device per callee: every ring that fails before the deadline is unreachable
@@ -258,7 +274,7 @@ async def _check_case(
     if case.error is not None and not str(ring["last_error"]).endswith(case.error):
         return fail
     accepted = fakes.accepted()[(token, str(call_id), "ring")]
-    if accepted != (1 if case.status == "sent" else 0):
+    if accepted != (1 if case.status == "sent" and case.error != "uncertain" else 0):
         return [*fail, f"  accepted at the fake: {accepted}"]
     if case.status == "sent":
         if events != ["push_sent"] or ring["sent_at"] is None:
@@ -292,22 +308,24 @@ async def _check_case(
 
 
 async def test_every_apns_outcome_is_recorded(
-    conn: asyncpg.Connection, fresh_dsn: str, fakes: PushFakes
+    conn: asyncpg.Connection, fresh_dsn: str, apns_fakes: PushFakes
 ) -> None:
+    fakes = apns_fakes
     tokens = await _run_outcome_cases(conn, fresh_dsn, fakes, "ios", APNS_CASES)
     # 403 ExpiredProviderToken: the JWT was re-minted and the push re-sent once, at once.
     expired = tokens["403 ExpiredProviderToken"]
     assert fakes.apns.answered(expired) == [(403, "ExpiredProviderToken"), (200, "")]
     first, second = [r.jwt for r in fakes.apns.requests if r.token == expired]
     assert first != second
-    # A hung request is a Retry after PUSH_TIMEOUT_SECONDS (0.5 s), then the backoff (~0.05 s).
+    # A hung request is uncertain after PUSH_TIMEOUT_SECONDS (1 s): resent after the backoff.
     one, two = fakes.apns.arrivals[tokens["hang then 200"]]
-    assert 0.5 <= two - one < 2.0, two - one
+    assert 1.0 <= two - one < 2.5, two - one
 
 
 async def test_every_fcm_outcome_is_recorded(
-    conn: asyncpg.Connection, fresh_dsn: str, fakes: PushFakes
+    conn: asyncpg.Connection, fresh_dsn: str, patient_fakes: PushFakes
 ) -> None:
+    fakes = patient_fakes
     tokens = await _run_outcome_cases(conn, fresh_dsn, fakes, "android", FCM_CASES)
     # 429 honours Retry-After (1 s) rather than the 0.05 s backoff.
     throttled = tokens["429 Retry-After then 200"]

@@ -20,13 +20,17 @@ async def create_pool(
     name: str = "orchestrator",
     min_size: int = 1,
     command_timeout: float | None = 30,
+    statement_cache_size: int = 100,
 ) -> asyncpg.Pool:
+    """`statement_cache_size=0` (the token server): only unnamed prepared statements, which a
+    transaction-mode pooler can run, because each lives and dies within one request's Bind."""
     pool: asyncpg.Pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=size,
         reset=_no_reset,
         command_timeout=command_timeout,
+        statement_cache_size=statement_cache_size,
         server_settings={"application_name": name},
     )
     return pool

@@ -77,6 +77,7 @@ def delivery(row: asyncpg.Record) -> ClaimedDelivery:
         remaining=float(row["remaining"] or 0.0),
         void_reason=_void_reason(row, message),
         created_age=float(row["created_age"] or 0.0),
+        previous_error=row["last_error"],
     )
 
 

@@ -12,6 +12,7 @@ _DELIVERY_VIEW = """
   join auth.users u on u.id = c.caller_id
 )
 select x.id, x.call_id, x.kind, x.seq, x.expires_at, x.end_reason, x.attempts, x.provider,
+       x.last_error,
        x.recipient_id, c.caller_id, c.video, c.status as call_status, n.caller_name,
        d.platform, d.token, d.voip_token, d.apns_environment,
        d.id is null as device_gone, d.disabled_at is not null as device_disabled,
@@ -89,7 +90,7 @@ with r as (
                   when d.status <> 'pending' then d.status
                   when r.outcome = 'retry' then 'pending'
                   else r.outcome end,
-    last_error = case when r.outcome = 'sent' then null
+    last_error = case when r.outcome = 'sent' then r.error  -- null, or 'uncertain'
                       when d.status <> 'pending' then d.last_error
                       else r.error end,
     provider = r.provider,
