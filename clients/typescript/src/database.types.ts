@@ -262,6 +262,7 @@ export type Database = {
         Args: { call_id: string; device_id: string }
         Returns: boolean
       }
+      call_heartbeat: { Args: { call_id: string }; Returns: Json }
       call_ring_summary: { Args: { call_id: string }; Returns: Json }
       register_push_device: {
         Args: {
