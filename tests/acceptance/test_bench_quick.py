@@ -54,12 +54,14 @@ def test_quick_bench_writes_every_scenario(fresh_dsn: str, tmp_path: Path) -> No
         env=env,
         capture_output=True,
         text=True,
-        timeout=90,
+        timeout=240,
         check=False,
     )
     took = time.monotonic() - started
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    assert took < 60, f"the quick bench took {took:.0f} s"
+    # About 50 s alone on the 2-core class (ten scenarios); the bound leaves room for a loaded
+    # machine while still catching a scenario whose quick mode stopped being quick.
+    assert took < 120, f"the quick bench took {took:.0f} s: {_scenario_seconds(tmp_path)}"
     for name in ("latest.json", "latest.md", "latest.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     document = json.loads((tmp_path / "latest.json").read_text())
@@ -80,3 +82,10 @@ def test_quick_bench_writes_every_scenario(fresh_dsn: str, tmp_path: Path) -> No
     assert duplicates["measured"] == 0
     assert all(t["pass"] is None for t in document["targets"])  # no thresholds when quick
     assert "## Targets" in (tmp_path / "latest.md").read_text()
+
+
+def _scenario_seconds(out: Path) -> object:
+    try:
+        return json.loads((out / "latest.json").read_text())["meta"].get("scenario_seconds")
+    except (OSError, ValueError, KeyError):
+        return "no report"
