@@ -25,6 +25,7 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/python scripts/check_imports.py
 	$(BIN)/python scripts/check_sql.py supabase/migrations
+	$(BIN)/sqlfluff lint --processes 1 supabase/migrations supabase/tests orchestrator/adapters/postgres
 	BIN=$(BIN) bash scripts/check_deploy.sh
 
 services:
