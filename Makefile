@@ -26,6 +26,7 @@ lint: venv
 	$(BIN)/python scripts/check_imports.py
 	$(BIN)/python scripts/check_sql.py supabase/migrations
 	$(BIN)/sqlfluff lint --processes 1 supabase/migrations supabase/tests orchestrator/adapters/postgres
+	$(BIN)/python scripts/lint_sql_strings.py
 	BIN=$(BIN) bash scripts/check_deploy.sh
 
 services:
