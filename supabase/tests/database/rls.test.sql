@@ -3,7 +3,7 @@
 -- to this file's rows, so the file also runs on a project that already holds calls.
 begin;
 create extension if not exists pgtap with schema extensions;
-select plan(40);
+select plan(43);
 
 -- A (caller) calls B (callee); S is a stranger whom B blocked. B has one device with one ring.
 insert into auth.users (id, email) values
@@ -108,6 +108,10 @@ select throws_ok(
   $$ update public.push_devices set token = 'pgtap-other-fcm-token-0123456789abcdef'
      where id = 'd0000000-0000-4000-8000-00000000000b' $$,
   '42501', null, 'even the owner cannot update a device row directly');
+select lives_ok(
+  $$ insert into public.call_blocks (blocked_id)
+     values ('a0000000-0000-4000-8000-00000000000a') $$,
+  'a user blocks someone in their own name (blocker_id defaults to auth.uid())');
 reset role;
 
 -- The stranger: sees nothing, changes nothing, cannot impersonate.
@@ -166,7 +170,7 @@ select is((select count(*)::int from public.push_deliveries
            where call_id = 'c0000000-0000-4000-8000-000000000001'), 1,
   'service_role reads deliveries');
 select is((select count(*)::int from public.call_blocks
-           where blocker_id = 'b0000000-0000-4000-8000-00000000000b'), 1,
+           where blocker_id = 'b0000000-0000-4000-8000-00000000000b'), 2,
   'service_role reads blocks');
 select throws_ok(
   $$ delete from public.call_audit where call_id = 'c0000000-0000-4000-8000-000000000001' $$,
@@ -175,6 +179,17 @@ select throws_ok(
   $$ delete from public.calls where id = 'c0000000-0000-4000-8000-000000000001' $$,
   '42501', null, 'service_role cannot delete calls');
 reset role;
+
+-- Last, as it ends the call: a participant's legal change goes through RLS and the trigger.
+set local "request.jwt.claims" = '{"sub": "a0000000-0000-4000-8000-00000000000a", "role": "authenticated"}';
+set local role authenticated;
+select lives_ok(
+  $$ update public.calls set status = 'ended', end_reason = 'cancelled'
+     where id = 'c0000000-0000-4000-8000-000000000001' $$,
+  'the caller cancels their call');
+reset role;
+select is((select ended_by from public.calls where id = 'c0000000-0000-4000-8000-000000000001'),
+  'a0000000-0000-4000-8000-00000000000a'::uuid, 'the database records who ended it');
 
 select finish();
 rollback;
