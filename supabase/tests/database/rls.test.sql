@@ -188,7 +188,8 @@ select lives_ok(
      where id = 'c0000000-0000-4000-8000-000000000001' $$,
   'the caller cancels their call');
 reset role;
-select is((select ended_by from public.calls where id = 'c0000000-0000-4000-8000-000000000001'),
+select is((select ended_by from public.calls
+           where id = 'c0000000-0000-4000-8000-000000000001'),
   'a0000000-0000-4000-8000-00000000000a'::uuid, 'the database records who ended it');
 
 select finish();
