@@ -25,6 +25,8 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/python scripts/check_imports.py
 	$(BIN)/python scripts/check_sql.py supabase/migrations
+	$(BIN)/sqlfluff lint --processes 1 supabase/migrations supabase/tests orchestrator/adapters/postgres
+	$(BIN)/python scripts/lint_sql_strings.py
 	BIN=$(BIN) bash scripts/check_deploy.sh
 
 services:

@@ -18,7 +18,10 @@ begin
 end
 $$;
 
-grant anon, authenticated, service_role to authenticator;
+-- One role per GRANT: sqlfluff's postgres dialect cannot parse a list of granted roles.
+grant anon to authenticator;
+grant authenticated to authenticator;
+grant service_role to authenticator;
 grant usage on schema public to anon, authenticated, service_role;
 
 create schema if not exists auth;
