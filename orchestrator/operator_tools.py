@@ -13,8 +13,8 @@ import asyncpg
 
 from orchestrator.adapters.postgres import operator_sql as sql
 from orchestrator.config import ConfigError, Settings
-from orchestrator.domain.model import Actor, EndReason, Status
-from orchestrator.domain.transitions import reasons_for
+from orchestrator.domain.model import EndReason, Status
+from orchestrator.domain.transitions import operator_reasons
 
 PRUNE_BATCH = 1000
 
@@ -70,15 +70,6 @@ async def show(conn: asyncpg.Connection, call_id: UUID) -> int:
             f"sent={row['sent_at'] or '-'} acked={row['acked_at'] or '-'}"
         )
     return 0
-
-
-def operator_reasons(status: Status, *, deadline_passed: bool) -> list[str]:
-    """What an operator may end a call with: the system's reasons, minus the two that only
-    the worker can state truthfully (glare needs the merged call; missed needs the deadline)."""
-    reasons = reasons_for(Actor.OPERATOR, status) - {EndReason.GLARE}
-    if not deadline_passed:
-        reasons -= {EndReason.MISSED}
-    return sorted(r.value for r in reasons)
 
 
 async def end(conn: asyncpg.Connection, call_id: UUID, reason: str) -> int:
