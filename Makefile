@@ -23,7 +23,7 @@ lint: venv
 	$(BIN)/ruff check orchestrator tests bench scripts
 	$(BIN)/ruff format --check orchestrator tests bench scripts
 	$(BIN)/mypy
-	$(BIN)/python scripts/check_imports.py
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python scripts/check_sql.py supabase/migrations
 	$(BIN)/sqlfluff lint --processes 1 supabase/migrations supabase/tests orchestrator/adapters/postgres
 	$(BIN)/python scripts/lint_sql_strings.py

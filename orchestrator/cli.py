@@ -31,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="run the Agora token server")
     demo = sub.add_parser("demo", help="walk through every end reason on a local database")
     demo.add_argument("--mqtt", action="store_true", help="also show the MQTT stream")
-    sub.add_parser("bench", help="run the benchmarks (BENCH_QUICK=1 for the quick run)")
+    # Dev only: bench/ is not part of the installed package (orchestrator/bench_entry.py).
+    sub.add_parser("bench", help="dev only, needs a source checkout: run bench/ (BENCH_QUICK=1)")
     call = sub.add_parser("call", help="operator tools for one call")
     call_sub = call.add_subparsers(dest="call_command", required=True)
     show = call_sub.add_parser("show", help="timeline of a call: audit and deliveries")
@@ -84,7 +85,7 @@ async def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _serve(_: argparse.Namespace, settings: Settings) -> int:
-    from orchestrator.server import serve
+    from orchestrator.tokenserver.app import serve
 
     await serve(settings)
     return 0
@@ -105,13 +106,13 @@ async def _bench(_: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _call(args: argparse.Namespace, settings: Settings) -> int:
-    from orchestrator.operator import run_call_command
+    from orchestrator.operator_tools import run_call_command
 
     return await run_call_command(args, settings)
 
 
 async def _prune(args: argparse.Namespace, settings: Settings) -> int:
-    from orchestrator.operator import prune
+    from orchestrator.operator_tools import prune
 
     return await prune(settings, args.older_than)
 
