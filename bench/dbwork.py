@@ -31,8 +31,8 @@ _STATEMENTS = (
     " where dbid = (select oid from pg_database where datname = current_database())"
 )
 _BACKENDS = (
-    "select pid, datname = current_database() as ours, backend_type from pg_stat_activity"
-    " where pid <> pg_backend_pid()"
+    "select pid, coalesce(datname = current_database(), backend_type <> 'client backend')"
+    " as ours from pg_stat_activity where pid <> pg_backend_pid()"
 )
 
 
@@ -73,7 +73,9 @@ class DbMeter:
 
     async def _processes(self) -> list[int]:
         rows = await self.conn.fetch(_BACKENDS)
-        return [r["pid"] for r in rows if r["ours"] or r["backend_type"] != "client backend"]
+        # Ours, and the shared ones with no database (WAL writer, checkpointer, ...); not other
+        # databases' autovacuum workers or backends.
+        return [r["pid"] for r in rows if r["ours"]]
 
     async def start(self) -> None:
         self._before = await _counters(self.conn)
