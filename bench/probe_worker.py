@@ -63,7 +63,7 @@ TIMED = {
     "orchestrator.engine.deliveries.Sender": ("_one", "send_all", "_send_and_record"),
     "orchestrator.engine.recorder.Recorder": ("_write",),
     "orchestrator.engine.jobs.JobRunner": ("run",),
-    "orchestrator.engine.loop.Engine": ("sweep", "_sweep_all"),
+    "orchestrator.engine.engine.Engine": ("sweep", "_sweep_all"),
 }
 TIMINGS: dict[str, list[float]] = {}  # name -> [calls, seconds, max seconds]
 

@@ -16,7 +16,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from orchestrator import logs
-from orchestrator.adapters.push_router import build_providers
+from orchestrator.adapters.push.factory import build_providers
 from orchestrator.config import Settings
 from orchestrator.domain.model import Platform, PushKind
 from orchestrator.domain.push import Accepted, PushMessage

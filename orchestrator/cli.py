@@ -84,7 +84,7 @@ async def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _serve(_: argparse.Namespace, settings: Settings) -> int:
-    from orchestrator.server import serve
+    from orchestrator.tokenserver.app import serve
 
     await serve(settings)
     return 0
@@ -105,13 +105,13 @@ async def _bench(_: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _call(args: argparse.Namespace, settings: Settings) -> int:
-    from orchestrator.operator import run_call_command
+    from orchestrator.operator_tools import run_call_command
 
     return await run_call_command(args, settings)
 
 
 async def _prune(args: argparse.Namespace, settings: Settings) -> int:
-    from orchestrator.operator import prune
+    from orchestrator.operator_tools import prune
 
     return await prune(settings, args.older_than)
 

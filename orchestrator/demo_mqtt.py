@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import aiomqtt
 
-from orchestrator.adapters.mqtt_publisher import parse_mqtt_url
+from orchestrator.adapters.mqtt.publisher import parse_mqtt_url
 from orchestrator.config import Settings
 
 

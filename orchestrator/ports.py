@@ -1,11 +1,12 @@
 """The worker's ports: what the core needs from the outside world, as Protocols.
 
-Adapters in `orchestrator.adapters` implement them; `orchestrator.adapters.memory` has an
-in-memory version of each for fast unit tests.
+Adapters in `orchestrator.adapters` implement them; `orchestrator.testing` has an
+in-memory version of each for fast unit tests. SystemClock, the production Clock, is here.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -89,6 +90,17 @@ class Clock(Protocol):
     def monotonic(self) -> float: ...
 
     async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """The production Clock: the event loop's monotonic time and asyncio sleep. It lives beside
+    the port because it is the port's only production implementation (tests use ManualClock)."""
+
+    def monotonic(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
 
 Decide = Callable[[PickupFacts], PickupDecision]

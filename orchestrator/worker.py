@@ -11,24 +11,23 @@ from dataclasses import dataclass, field, replace
 import asyncpg
 from aiohttp import web
 
-from orchestrator.adapters.memory import SystemClock
-from orchestrator.adapters.mqtt_relay import run_relay
+from orchestrator.adapters.mqtt.relay import run_relay
 from orchestrator.adapters.postgres.listen_source import ListenNotifySource
 from orchestrator.adapters.postgres.migrate import apply_settings_from_env
 from orchestrator.adapters.postgres.pool import create_pool
 from orchestrator.adapters.postgres.pooler import refuse_transaction_pooler
 from orchestrator.adapters.postgres.store import PostgresStore
-from orchestrator.adapters.push_router import build_providers
+from orchestrator.adapters.push.factory import build_providers
 from orchestrator.config import Settings
 from orchestrator.domain.brake import PruneBrake
 from orchestrator.domain.model import Platform
+from orchestrator.engine.engine import Engine
 from orchestrator.engine.jobs import PickupHook
-from orchestrator.engine.loop import Engine
 from orchestrator.engine.settings import EngineSettings
 from orchestrator.health import start_health_server
 from orchestrator.logs import get_logger
 from orchestrator.metrics import Metrics
-from orchestrator.ports import EventSource, PushProvider
+from orchestrator.ports import EventSource, PushProvider, SystemClock
 
 log = get_logger("orchestrator.worker")
 RING_TIMEOUT_WARNING_BELOW = 15
@@ -70,7 +69,7 @@ def engine_settings(settings: Settings) -> EngineSettings:
 
 def build_source(settings: Settings, dsn: str, metrics: Metrics) -> EventSource:
     if settings.event_source == "supabase":
-        from orchestrator.adapters.realtime_source import RealtimeEventSource
+        from orchestrator.adapters.realtime.source import RealtimeEventSource
 
         return RealtimeEventSource(settings, metrics)
     return ListenNotifySource(dsn, metrics)
@@ -160,7 +159,7 @@ async def run_worker(
     try:
         await _apply_settings_when_reachable(settings, pool, stop)
         if serve:
-            from orchestrator.server import build_app, start_site
+            from orchestrator.tokenserver.app import build_app, start_site
 
             runners.append(await start_site(build_app(settings, pool, metrics), settings))
     except BaseException:

@@ -1,5 +1,6 @@
 """Import boundaries: the domain is pure, ports depend only on the domain, adapters never
-reach into the wiring. Run by `make lint`; exits 1 listing every violation."""
+reach into the wiring, nothing in production imports orchestrator.testing (the test doubles).
+Run by `make lint`; exits 1 listing every violation."""
 
 from __future__ import annotations
 
@@ -24,7 +25,12 @@ DOMAIN_STDLIB = {
     "re",
     "unicodedata",  # pure: character categories for caller names
 }
-WIRING = {"orchestrator.worker", "orchestrator.server", "orchestrator.cli", "orchestrator.demo"}
+WIRING = {
+    "orchestrator.worker",
+    "orchestrator.tokenserver.app",
+    "orchestrator.cli",
+    "orchestrator.demo",
+}
 
 
 def imports(path: Path) -> list[str]:
@@ -56,12 +62,14 @@ def violations() -> list[str]:
                     bad.append(f"{module}: adapters may not import the wiring ({name})")
                 if name.startswith("orchestrator.engine"):
                     bad.append(f"{module}: adapters may not import the engine ({name})")
-            elif (
-                module.startswith("orchestrator.engine")
-                and name.startswith("orchestrator.adapters")
-                and not name.startswith("orchestrator.adapters.memory")
+            elif module.startswith("orchestrator.engine") and (
+                name.startswith("orchestrator.adapters") or name.startswith("orchestrator.testing")
             ):
                 bad.append(f"{module}: the engine uses adapters only through ports ({name})")
+            if not module.startswith("orchestrator.testing") and name.startswith(
+                "orchestrator.testing"
+            ):
+                bad.append(f"{module}: production code may not import the test doubles ({name})")
     return bad
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from aiohttp import hdrs, web
 
-from orchestrator.adapters.jwt_verifier import AuthError, AuthUnavailable, bearer_token
+from orchestrator.adapters.auth.jwt_verifier import AuthError, AuthUnavailable, bearer_token
 from orchestrator.adapters.postgres import console_store as store
-from orchestrator.adapters.rate_limit import RateLimited, RateLimitUnavailable
+from orchestrator.adapters.ratelimit.limiter import RateLimited, RateLimitUnavailable
 from orchestrator.console import auth, pages, views
 from orchestrator.tokenserver import problems as p
 from orchestrator.tokenserver.state import CURRENT, SERVER

@@ -20,6 +20,7 @@ import math
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 WINDOW_SECONDS = 300.0
 
@@ -92,3 +93,24 @@ class PruneBrake:
                 if window.counted.get(user) == old.second:
                     del window.counted[user]
         return window
+
+
+# What the engine sees of a brake (PruneBrake, or NoBrake in unit tests not about the brake).
+class Brake(Protocol):
+    def record(
+        self, provider: str, prune_candidate: bool, now: float, user: Hashable | None = None
+    ) -> None: ...
+
+    def allows_prune(self, provider: str, now: float) -> bool: ...
+
+
+class NoBrake:
+    """Always prunes (unit tests that are not about the brake)."""
+
+    def record(
+        self, provider: str, prune_candidate: bool, now: float, user: Hashable | None = None
+    ) -> None:
+        return None
+
+    def allows_prune(self, provider: str, now: float) -> bool:
+        return True

@@ -9,10 +9,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from uuid import UUID
 
+from orchestrator.domain.brake import Brake
 from orchestrator.domain.model import Platform, PushKind
 from orchestrator.domain.push import UNCERTAIN, Accepted, Permanent, PushResult, Retry, Uncertain
 from orchestrator.domain.work import ClaimedDelivery, DeliveryOutcome, Ended, OutcomeStatus
-from orchestrator.engine.brake import Brake
 from orchestrator.engine.fair import FairLimiter
 from orchestrator.engine.pruning import PruneQuarantine
 from orchestrator.engine.recorder import Recorder

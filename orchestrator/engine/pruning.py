@@ -9,7 +9,7 @@ or Firebase-project mix-up, not dead devices).
 
 from __future__ import annotations
 
-from orchestrator.engine.brake import Brake
+from orchestrator.domain.brake import Brake
 from orchestrator.logs import get_logger
 from orchestrator.metrics import Metrics
 from orchestrator.ports import CallStore

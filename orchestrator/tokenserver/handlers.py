@@ -10,12 +10,17 @@ from uuid import UUID
 from aiohttp import hdrs, web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from orchestrator.adapters.agora_token import build_publisher_token
-from orchestrator.adapters.jwt_verifier import AuthError, AuthUnavailable, Identity, bearer_token
-from orchestrator.adapters.rate_limit import RateLimited, RateLimitUnavailable
+from orchestrator.adapters.agora.token_builder import build_publisher_token
+from orchestrator.adapters.auth.jwt_verifier import (
+    AuthError,
+    AuthUnavailable,
+    Identity,
+    bearer_token,
+)
+from orchestrator.adapters.postgres import token_store as store
+from orchestrator.adapters.ratelimit.limiter import RateLimited, RateLimitUnavailable
 from orchestrator.domain.push import rfc3339
 from orchestrator.tokenserver import problems as p
-from orchestrator.tokenserver import store
 from orchestrator.tokenserver.openapi import SPEC
 from orchestrator.tokenserver.state import CURRENT, SERVER, TokenServer
 

@@ -10,7 +10,7 @@ import uuid
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from orchestrator.adapters.rate_limit import client_ip
+from orchestrator.adapters.ratelimit.limiter import client_ip
 from orchestrator.logs import get_logger
 from orchestrator.tokenserver.problems import INTERNAL, UNAVAILABLE, Problem, from_http_exception
 from orchestrator.tokenserver.state import CURRENT, SERVER, RequestContext, TokenServer

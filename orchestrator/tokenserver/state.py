@@ -9,8 +9,8 @@ from uuid import UUID
 import asyncpg
 from aiohttp import web
 
-from orchestrator.adapters.jwt_verifier import Verifier
-from orchestrator.adapters.rate_limit import RateLimiter
+from orchestrator.adapters.auth.jwt_verifier import Verifier
+from orchestrator.adapters.ratelimit.limiter import RateLimiter
 from orchestrator.config import Settings
 from orchestrator.metrics import Metrics
 

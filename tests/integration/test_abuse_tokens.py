@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from orchestrator.server import Limits
+from orchestrator.tokenserver.app import Limits
 from orchestrator.tokenserver.state import SERVER
 from tests.fakes.jwks import FakeSupabaseAuth
 from tests.integration.test_token_server import (

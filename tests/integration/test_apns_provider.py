@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.adapters.apns import ApnsProvider
+from orchestrator.adapters.push.apns import ApnsProvider
 from orchestrator.config import Settings
 from orchestrator.domain.model import PushKind
 from orchestrator.domain.push import Accepted, Permanent, Retry, Uncertain

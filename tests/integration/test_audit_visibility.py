@@ -8,7 +8,8 @@ import uuid
 import asyncpg
 import pytest
 
-from orchestrator.adapters import relay_events, relay_sql
+from orchestrator.adapters.mqtt import relay_events
+from orchestrator.adapters.postgres import relay_sql
 from tests.support.db import as_user, create_user, insert_call
 
 pytestmark = pytest.mark.postgres

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.adapters.fcm import FcmProvider
-from orchestrator.adapters.fcm_auth import FcmAuth
+from orchestrator.adapters.push.fcm import FcmProvider
+from orchestrator.adapters.push.fcm_auth import FcmAuth
 from orchestrator.config import Settings
 from orchestrator.domain.model import EndReason, PushKind
 from orchestrator.domain.push import Accepted, Permanent, Retry, Uncertain

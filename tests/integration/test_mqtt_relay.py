@@ -21,13 +21,13 @@ import aiomqtt
 import asyncpg
 import pytest
 
-from orchestrator import operator
-from orchestrator.adapters.mqtt_relay import RelayOptions, run_relay
+from orchestrator import operator_tools as operator
+from orchestrator.adapters.mqtt.relay import RelayOptions, run_relay
+from orchestrator.adapters.postgres import token_store
 from orchestrator.adapters.postgres.pool import create_pool
 from orchestrator.demo_mqtt import follow_mqtt
 from orchestrator.domain.push import Permanent, rfc3339
 from orchestrator.metrics import Metrics
-from orchestrator.tokenserver import store as token_store
 from tests.support.db import add_device, as_user, client_update, create_user, insert_call
 from tests.support.mosquitto import Mosquitto, Received, Subscriber
 from tests.support.tcp_proxy import TcpProxy, proxied
@@ -409,7 +409,7 @@ async def _holder(conn: asyncpg.Connection) -> str | None:
 
 RELAY_PROCESS = """
 import asyncio, sys
-from orchestrator.adapters.mqtt_relay import RelayOptions, run_relay
+from orchestrator.adapters.mqtt.relay import RelayOptions, run_relay
 from orchestrator.adapters.postgres.pool import create_pool
 from orchestrator.config import Settings
 from orchestrator.metrics import Metrics

@@ -23,7 +23,7 @@ from orchestrator.adapters.postgres.pooler import (
     TransactionPoolerError,
     behind_transaction_pooler,
 )
-from orchestrator.server import web_pool
+from orchestrator.tokenserver.app import web_pool
 from orchestrator.worker import WorkerHooks, run_worker
 from tests.fakes.jwks import FakeSupabaseAuth
 from tests.integration.test_token_server import caller_jwt, make_settings, new_call, running

@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from orchestrator.adapters.mqtt_relay import RelayOptions, run_relay
+from orchestrator.adapters.mqtt.relay import RelayOptions, run_relay
 from orchestrator.adapters.postgres.pool import create_pool
 from orchestrator.metrics import Metrics
 from tests.support.mosquitto import Mosquitto, Subscriber

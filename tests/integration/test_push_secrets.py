@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import structlog
 
-from orchestrator.adapters.apns import ApnsProvider
-from orchestrator.adapters.fcm import FcmProvider
+from orchestrator.adapters.push.apns import ApnsProvider
+from orchestrator.adapters.push.fcm import FcmProvider
 from orchestrator.config import Settings
 from orchestrator.domain.model import PushKind
 from orchestrator.domain.push import Accepted

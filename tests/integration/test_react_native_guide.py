@@ -70,7 +70,7 @@ def test_xml_blocks_are_well_formed() -> None:
 
 def test_localisation_keys_match_the_payload_builders() -> None:
     """The keys the guide tells apps to ship are the ones our pushes carry."""
-    from orchestrator.adapters import apns_payload, fcm_payload
+    from orchestrator.adapters.push import apns_payload, fcm_payload
 
     text = GUIDE.read_text()
     for key in (

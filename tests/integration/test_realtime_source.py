@@ -20,7 +20,7 @@ import pytest
 from realtime import SuccessSystemPayload
 from structlog.testing import capture_logs
 
-from orchestrator.adapters.realtime_source import RealtimeEventSource
+from orchestrator.adapters.realtime.source import RealtimeEventSource
 from orchestrator.config import Settings
 from orchestrator.metrics import Metrics
 from orchestrator.ports import EventSource, Wakeup

@@ -16,9 +16,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from orchestrator import cli
-from orchestrator.adapters.memory_push import MemoryPushProvider
 from orchestrator.domain.model import Platform
 from orchestrator.engine.supervision import BackgroundTaskDied
+from orchestrator.testing.memory_push import MemoryPushProvider
 from orchestrator.worker import WorkerHooks
 from tests.support.wait import wait_for
 from tests.support.worker import SHORT_TIMERS, started_worker, worker_settings

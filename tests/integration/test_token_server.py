@@ -27,11 +27,11 @@ import trustme
 from aiohttp import web
 from multidict import CIMultiDict
 
-from orchestrator.adapters.rate_limit import RateLimiter, client_ip
+from orchestrator.adapters.ratelimit.limiter import RateLimiter, client_ip
 from orchestrator.config import ConfigError, Settings
 from orchestrator.domain.push import rfc3339
 from orchestrator.metrics import Metrics
-from orchestrator.server import Limits, build_app, serve, start_site
+from orchestrator.tokenserver.app import Limits, build_app, serve, start_site
 from orchestrator.tokenserver.openapi import SPEC
 from tests.fakes.agora_decoder import decode_006, decode_007
 from tests.fakes.jwks import (

@@ -11,7 +11,7 @@ from typing import Any
 
 from orchestrator import cli
 from orchestrator.adapters.postgres.listen_source import ListenNotifySource
-from orchestrator.engine.loop import Engine
+from orchestrator.engine.engine import Engine
 
 DELAY = float(os.environ.get("DIE_AFTER_SECONDS", "1"))
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
-from orchestrator.adapters.apns_payload import build_apns_request
-from orchestrator.adapters.fcm_payload import build_fcm_message
+from orchestrator.adapters.push.apns_payload import build_apns_request
+from orchestrator.adapters.push.fcm_payload import build_fcm_message
 from orchestrator.domain.model import EndReason, Platform, PushKind
 from orchestrator.tokenserver import problems
 from tests.fakes.messages import push

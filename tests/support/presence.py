@@ -18,7 +18,7 @@ import orjson
 
 from orchestrator.config import Settings
 from orchestrator.metrics import Metrics
-from orchestrator.server import build_app, start_site
+from orchestrator.tokenserver.app import build_app, start_site
 from orchestrator.tokenserver.ncs import NCS_PATH, NcsLimits
 from tests.support.db import add_device, as_user, client_update, create_user, insert_call
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import asyncpg
 
-from orchestrator.adapters.memory_push import MemoryPushProvider
-from orchestrator.adapters.realtime_source import RealtimeEventSource
+from orchestrator.adapters.realtime.source import RealtimeEventSource
 from orchestrator.domain.model import Platform
 from orchestrator.metrics import Metrics
+from orchestrator.testing.memory_push import MemoryPushProvider
 from orchestrator.worker import WorkerHooks, run_worker
 from tests.fakes.realtime_server import FakeRealtimeServer
 from tests.support.db import add_device, client_update, create_user, insert_call

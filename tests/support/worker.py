@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from orchestrator.adapters.memory_push import MemoryPushProvider
 from orchestrator.config import Settings
 from orchestrator.domain.model import Platform
 from orchestrator.engine.jobs import PickupHook
+from orchestrator.testing.memory_push import MemoryPushProvider
 from orchestrator.worker import WorkerHooks, run_worker
 
 SHORT_TIMERS = {

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.adapters.agora_token import (
+from orchestrator.adapters.agora.token_builder import (
     PUBLISHER,
     RtcService,
     RtmService,

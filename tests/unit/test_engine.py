@@ -8,16 +8,16 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from orchestrator.adapters.memory import MemoryEventSource, SystemClock
-from orchestrator.adapters.memory_push import MemoryPushProvider
-from orchestrator.adapters.memory_store import MemDevice, MemoryStore
 from orchestrator.domain.brake import PruneBrake
 from orchestrator.domain.model import EndReason, Platform, Status
 from orchestrator.domain.push import Permanent, Retry
-from orchestrator.engine.loop import Engine
+from orchestrator.engine.engine import Engine
 from orchestrator.engine.settings import EngineSettings
 from orchestrator.metrics import Metrics
-from orchestrator.ports import Wakeup
+from orchestrator.ports import SystemClock, Wakeup
+from orchestrator.testing.doubles import MemoryEventSource
+from orchestrator.testing.memory_push import MemoryPushProvider
+from orchestrator.testing.memory_store import MemDevice, MemoryStore
 from tests.support.wait import wait_for
 
 FAST = EngineSettings(

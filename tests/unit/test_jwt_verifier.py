@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.adapters.jwt_verifier import (
+from orchestrator.adapters.auth.jwt_verifier import (
     MAX_TOKEN_CHARS,
     AuthError,
     AuthUnavailable,

@@ -12,14 +12,14 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.adapters.apns_jwt import ProviderToken
-from orchestrator.adapters.apns_payload import (
+from orchestrator.adapters.push.apns_jwt import ProviderToken
+from orchestrator.adapters.push.apns_payload import (
     VOIP_MAX_BYTES,
     apns_result,
     build_apns_request,
     parse_reason,
 )
-from orchestrator.adapters.fcm_payload import build_fcm_message, fcm_result, parse_retry_after
+from orchestrator.adapters.push.fcm_payload import build_fcm_message, fcm_result, parse_retry_after
 from orchestrator.config import ConfigError
 from orchestrator.domain.model import EndReason, PushKind
 from orchestrator.domain.push import Accepted, Permanent, Retry

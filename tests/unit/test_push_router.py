@@ -7,16 +7,16 @@ from pathlib import Path
 import pytest
 import structlog
 
-from orchestrator.adapters.apns import APNS_HOSTS, ApnsProvider
-from orchestrator.adapters.fcm import FcmProvider
-from orchestrator.adapters.memory_push import MemoryPushProvider
-from orchestrator.adapters.push_log import LogPushProvider
-from orchestrator.adapters.push_router import TimedProvider, build_providers
+from orchestrator.adapters.push.apns import APNS_HOSTS, ApnsProvider
+from orchestrator.adapters.push.factory import TimedProvider, build_providers
+from orchestrator.adapters.push.fcm import FcmProvider
+from orchestrator.adapters.push.log_provider import LogPushProvider
 from orchestrator.config import ConfigError, Settings
 from orchestrator.domain.model import Platform, PushKind
 from orchestrator.domain.push import Accepted, Permanent
 from orchestrator.metrics import Metrics
 from orchestrator.ports import PushProvider
+from orchestrator.testing.memory_push import MemoryPushProvider
 from tests.fakes.keys import write_apns_key, write_service_account
 from tests.fakes.messages import push, ring_ios
 from tests.fakes.tokens import apns_hex

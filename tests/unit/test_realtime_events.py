@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from realtime import RealtimePostgresChangesListenEvent, SuccessSystemPayload
 
-from orchestrator.adapters.realtime_events import (
+from orchestrator.adapters.realtime.events import (
     backoff_delay,
     commit_lag,
     is_subscribed,

@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from orchestrator.adapters import relay_events as ev
-from orchestrator.adapters.mqtt_publisher import parse_mqtt_url
+from orchestrator.adapters.mqtt import relay_events as ev
+from orchestrator.adapters.mqtt.publisher import parse_mqtt_url
 
 CALLER, CALLEE, CALL = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
 WHEN = datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=UTC)

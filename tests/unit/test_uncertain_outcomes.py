@@ -8,16 +8,16 @@ from datetime import UTC, datetime
 
 import pytest
 
-from orchestrator.adapters.memory import SystemClock
-from orchestrator.adapters.memory_push import MemoryPushProvider
-from orchestrator.adapters.memory_store import MemoryStore
+from orchestrator.domain.brake import NoBrake
 from orchestrator.domain.model import Platform, PushKind
 from orchestrator.domain.push import UNCERTAIN, Accepted, Permanent, PushMessage, Retry, Uncertain
 from orchestrator.domain.work import ClaimedDelivery, OutcomeStatus
-from orchestrator.engine.brake import NoBrake
 from orchestrator.engine.deliveries import Sender
 from orchestrator.engine.settings import EngineSettings
 from orchestrator.metrics import Metrics
+from orchestrator.ports import SystemClock
+from orchestrator.testing.memory_push import MemoryPushProvider
+from orchestrator.testing.memory_store import MemoryStore
 
 SETTINGS = EngineSettings(push_retry_base_seconds=0.1, push_max_attempts=5)
 

@@ -127,7 +127,7 @@ select (select count(*) from public.push_deliveries where status = 'pending') as
           from orchestrator.jobs where run_at <= now()) as jobs_oldest
 """
 
-# The same rule as `orchestrator call redrive` (orchestrator.operator.redrive).
+# The same rule as `orchestrator call redrive` (orchestrator.operator_tools.redrive).
 REDRIVE = """
 update public.push_deliveries d
 set status = 'pending', last_error = null, next_attempt_at = now(), attempts = 0,

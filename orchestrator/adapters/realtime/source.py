@@ -16,16 +16,16 @@ import random
 from collections.abc import Callable
 from urllib.parse import quote_plus
 
-from orchestrator.adapters.realtime_client import (
+from orchestrator.adapters.realtime.client import (
     ClientHandle,
     ClientOptions,
     build,
     dispose,
     task_failure,
 )
-from orchestrator.adapters.realtime_dispatch import CHANGE, SYSTEM, Dispatcher
-from orchestrator.adapters.realtime_events import backoff_delay
-from orchestrator.adapters.realtime_watchdog import Watchdog
+from orchestrator.adapters.realtime.dispatch import CHANGE, SYSTEM, Dispatcher
+from orchestrator.adapters.realtime.events import backoff_delay
+from orchestrator.adapters.realtime.watchdog import Watchdog
 from orchestrator.config import ConfigError, Settings
 from orchestrator.logs import get_logger
 from orchestrator.metrics import Metrics

@@ -9,8 +9,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from orchestrator.adapters.fcm_auth import FcmAuth, FcmAuthError
-from orchestrator.adapters.fcm_payload import build_fcm_message, fcm_result, parse_retry_after
+from orchestrator.adapters.push.fcm_auth import FcmAuth, FcmAuthError
+from orchestrator.adapters.push.fcm_payload import build_fcm_message, fcm_result, parse_retry_after
 from orchestrator.config import ConfigError, Settings
 from orchestrator.domain.push import Permanent, PushMessage, PushResult, Retry, Uncertain
 from orchestrator.domain.tokens import fcm_token_ok

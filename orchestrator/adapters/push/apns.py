@@ -14,8 +14,8 @@ import ssl
 from collections.abc import Mapping
 from uuid import uuid5
 
-from orchestrator.adapters.apns_jwt import ProviderToken
-from orchestrator.adapters.apns_payload import (
+from orchestrator.adapters.push.apns_jwt import ProviderToken
+from orchestrator.adapters.push.apns_payload import (
     ApnsRequest,
     PayloadTooLarge,
     apns_result,
@@ -23,7 +23,7 @@ from orchestrator.adapters.apns_payload import (
     parse_reason,
     parse_retry_after,
 )
-from orchestrator.adapters.h2conn import H2Conn, H2Error, H2Response, Progress
+from orchestrator.adapters.push.h2conn import H2Conn, H2Error, H2Response, Progress
 from orchestrator.config import ConfigError, Settings
 from orchestrator.domain.model import PushKind
 from orchestrator.domain.push import Permanent, PushMessage, PushResult, Retry, Uncertain

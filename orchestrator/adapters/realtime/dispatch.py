@@ -16,7 +16,7 @@ from typing import Any
 
 from realtime import RealtimeSubscribeStates
 
-from orchestrator.adapters.realtime_events import is_subscribed, parse_change
+from orchestrator.adapters.realtime.events import is_subscribed, parse_change
 from orchestrator.logs import get_logger
 from orchestrator.metrics import Metrics
 from orchestrator.ports import WakeSink, Wakeup

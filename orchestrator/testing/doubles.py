@@ -1,4 +1,5 @@
-"""In-memory adapters for fast unit tests: a controllable clock, event source and publisher."""
+"""Test doubles for fast unit tests: a controllable clock, event source and publisher.
+(The production clock, SystemClock, lives beside the Clock port in orchestrator.ports.)"""
 
 from __future__ import annotations
 
@@ -6,16 +7,6 @@ import asyncio
 from dataclasses import dataclass, field
 
 from orchestrator.ports import WakeSink, Wakeup
-
-
-class SystemClock:
-    """The real clock (monotonic time, asyncio sleep)."""
-
-    def monotonic(self) -> float:
-        return asyncio.get_running_loop().time()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
 
 
 class ManualClock:

@@ -17,10 +17,9 @@ import contextlib
 import aiomqtt
 import asyncpg
 
-from orchestrator.adapters import relay_events as ev
-from orchestrator.adapters import relay_sql as sql
-from orchestrator.adapters.mqtt_publisher import MqttPublisher, parse_mqtt_url
-from orchestrator.adapters.relay_pump import (
+from orchestrator.adapters.mqtt import relay_events as ev
+from orchestrator.adapters.mqtt.publisher import MqttPublisher, parse_mqtt_url
+from orchestrator.adapters.mqtt.relay_pump import (
     DB_ERRORS,
     Backoff,
     Pump,
@@ -28,6 +27,7 @@ from orchestrator.adapters.relay_pump import (
     close_quietly,
     pause,
 )
+from orchestrator.adapters.postgres import relay_sql as sql
 from orchestrator.config import Settings
 from orchestrator.logs import get_logger
 from orchestrator.metrics import Metrics

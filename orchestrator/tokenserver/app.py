@@ -14,10 +14,10 @@ import ssl
 import asyncpg
 from aiohttp import web
 
-from orchestrator.adapters.agora_token import VERSIONS, TokenInputError, check_credentials
-from orchestrator.adapters.jwt_verifier import SupabaseVerifier, Verifier, VerifierConfig
+from orchestrator.adapters.agora.token_builder import VERSIONS, TokenInputError, check_credentials
+from orchestrator.adapters.auth.jwt_verifier import SupabaseVerifier, Verifier, VerifierConfig
 from orchestrator.adapters.postgres.pool import create_pool
-from orchestrator.adapters.rate_limit import RateLimiter
+from orchestrator.adapters.ratelimit.limiter import RateLimiter
 from orchestrator.config import ConfigError, Settings
 from orchestrator.console import add_routes as add_console_routes
 from orchestrator.logs import get_logger

@@ -21,7 +21,7 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from orchestrator.adapters.relay_events import Outgoing
+from orchestrator.adapters.mqtt.relay_events import Outgoing
 
 T = TypeVar("T")
 ONLINE, OFFLINE = b"online", b"offline"

@@ -21,7 +21,7 @@ from realtime import (
     RealtimeSubscribeStates,
 )
 
-from orchestrator.adapters.realtime_events import SCHEMA, TABLE
+from orchestrator.adapters.realtime.events import SCHEMA, TABLE
 
 StatusCallback = Callable[[RealtimeSubscribeStates, Exception | None], None]
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from orchestrator.adapters import relay_events as ev
-from orchestrator.adapters import relay_sql as sql
-from orchestrator.adapters.mqtt_publisher import MqttPublisher
+from orchestrator.adapters.mqtt import relay_events as ev
+from orchestrator.adapters.mqtt.publisher import MqttPublisher
+from orchestrator.adapters.postgres import relay_sql as sql
 from orchestrator.logs import get_logger
 
 log = get_logger("orchestrator.mqtt_relay")

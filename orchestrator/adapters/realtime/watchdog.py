@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from orchestrator.adapters.realtime_client import (
+from orchestrator.adapters.realtime.client import (
     ClientHandle,
     bindings_have_ids,
     connection,

@@ -8,9 +8,9 @@ import contextlib
 from collections.abc import Mapping
 from uuid import UUID
 
+from orchestrator.domain.brake import Brake, NoBrake
 from orchestrator.domain.model import Platform
 from orchestrator.domain.work import Ended
-from orchestrator.engine.brake import Brake, NoBrake
 from orchestrator.engine.deliveries import Sender
 from orchestrator.engine.jobs import JobRunner, PickupHook
 from orchestrator.engine.settings import EngineSettings

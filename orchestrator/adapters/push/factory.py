@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from orchestrator.adapters.apns import ApnsProvider
-from orchestrator.adapters.fcm import FcmProvider
-from orchestrator.adapters.push_log import LogPushProvider
+from orchestrator.adapters.push.apns import ApnsProvider
+from orchestrator.adapters.push.fcm import FcmProvider
+from orchestrator.adapters.push.log_provider import LogPushProvider
 from orchestrator.config import Settings
 from orchestrator.domain.model import Platform
 from orchestrator.domain.push import PushMessage, PushResult

@@ -1,0 +1,1 @@
+"""mqtt adapters."""

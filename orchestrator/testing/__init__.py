@@ -1,0 +1,1 @@
+"""Test doubles: in-memory store, push provider, event source, publisher and a manual clock."""
