@@ -38,6 +38,8 @@ class Context:
 
     def worker_env(self, *, pushes: bool = True) -> dict[str, str]:
         env = {"DB_POOL_SIZE": str(self.config.worker_pool)}
+        if self.config.wake_slots is not None:  # BENCH_WAKE_SLOTS=0: the previous wake-ups
+            env["WAKE_SLOTS"] = str(self.config.wake_slots)
         if pushes:
             env |= self.fakes.push_env()
         return env

@@ -31,6 +31,7 @@ class ListenNotifySource:
         channel: str = CHANNEL,
         keepalive_seconds: float = 5.0,
         rebalance_seconds: float = 1.0,
+        wake_slots: int = 64,
         backoff_base: float = 0.2,
         backoff_max: float = 10.0,
     ) -> None:
@@ -39,8 +40,8 @@ class ListenNotifySource:
         self.channel = channel
         self.keepalive = keepalive_seconds
         self.rebalance_seconds = min(rebalance_seconds, keepalive_seconds)
-        # Only the owner of a call's slot sweeps its wake-up (wake_slots.py).
-        self.slots = WakeSlots()
+        # Only the owner of a call's slot sweeps its wake-up (wake_slots.py); 0: no slots.
+        self.slots: WakeSlots | None = WakeSlots(wake_slots) if wake_slots > 0 else None
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self._healthy = False
@@ -62,7 +63,8 @@ class ListenNotifySource:
                 conn.add_termination_listener(lambda _c, ev=lost: ev.set())
                 await conn.add_listener(self.channel, self._callback(wake))
                 self._counter = await self._try_count_lock(conn)
-                await self.slots.rebalance(conn)
+                if self.slots is not None:
+                    await self.slots.rebalance(conn)
                 self._healthy = True
                 failures = 0
                 log.info("listen_subscribed", channel=self.channel)
@@ -73,7 +75,8 @@ class ListenNotifySource:
                 log.warning("listen_lost", error=type(exc).__name__)
             finally:
                 self._healthy = self._counter = False
-                self.slots.reset()
+                if self.slots is not None:
+                    self.slots.reset()
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(conn.close(), 2)
@@ -91,7 +94,9 @@ class ListenNotifySource:
                 await asyncio.wait_for(lost.wait(), self.rebalance_seconds)
             if lost.is_set():
                 return
-            if await asyncio.wait_for(self.slots.rebalance(conn), self.keepalive):
+            if self.slots is None:
+                await asyncio.wait_for(conn.fetchval("select 1"), self.keepalive)
+            elif await asyncio.wait_for(self.slots.rebalance(conn), self.keepalive):
                 wake(Wakeup(None))  # a slot changed hands: its missed wake-ups are due now
             if not self._counter:  # the counting listener died: take over
                 self._counter = await self._try_count_lock(conn)
@@ -109,7 +114,7 @@ class ListenNotifySource:
                 wake(Wakeup(None))  # an unexpected payload still means "something changed"
                 return
             reason = (end_reason or None) if self._counter else None
-            if self.slots.wants(call_id):
+            if self.slots is None or self.slots.wants(call_id):
                 wake(Wakeup(call_id, reason))
             elif reason is not None and self.metrics is not None:
                 # Another worker sweeps it; the counting listener still counts the client end.
