@@ -23,7 +23,7 @@ lint: venv
 	$(BIN)/ruff check orchestrator tests bench scripts
 	$(BIN)/ruff format --check orchestrator tests bench scripts
 	$(BIN)/mypy
-	$(BIN)/python scripts/check_imports.py
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python scripts/check_sql.py supabase/migrations
 	BIN=$(BIN) bash scripts/check_deploy.sh
 

@@ -31,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="run the Agora token server")
     demo = sub.add_parser("demo", help="walk through every end reason on a local database")
     demo.add_argument("--mqtt", action="store_true", help="also show the MQTT stream")
-    sub.add_parser("bench", help="run the benchmarks (BENCH_QUICK=1 for the quick run)")
+    # Dev only: bench/ is not part of the installed package (orchestrator/bench_entry.py).
+    sub.add_parser("bench", help="dev only, needs a source checkout: run bench/ (BENCH_QUICK=1)")
     call = sub.add_parser("call", help="operator tools for one call")
     call_sub = call.add_subparsers(dest="call_command", required=True)
     show = call_sub.add_parser("show", help="timeline of a call: audit and deliveries")

@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 
 from orchestrator import demo_users, embedded_pg
+from orchestrator.adapters.postgres import demo_sql as sql
 from orchestrator.adapters.postgres.migrate import migrate
 from orchestrator.config import Settings
 from orchestrator.demo_scenarios import NAMES, SCENARIOS, WITHOUT_DEVICES, Clients
@@ -49,8 +50,7 @@ async def _prepare(dsn: str) -> tuple[asyncpg.Connection, dict[str, uuid.UUID]]:
                 continue
             platform = "ios" if index % 2 else "android"
             await conn.execute(
-                "insert into public.push_devices (user_id, platform, token, voip_token)"
-                " values ($1, $2, $3, $4)",
+                sql.INSERT_DEVICE,
                 users[name],
                 platform,
                 # Well-formed tokens (64+ hex for APNs, docs/security.md); pushes are dry-run.
@@ -81,9 +81,7 @@ class Timeline:
 
     async def flush(self) -> None:
         rows = await self.conn.fetch(
-            "select a.id, a.event, a.actor, a.to_status, a.end_reason, a.detail, c.caller_id,"
-            " c.callee_id from public.call_audit a join public.calls c on c.id = a.call_id"
-            " where a.id > $1 and c.caller_id = any($2::uuid[]) order by a.id",
+            sql.TIMELINE_SINCE,
             self.last_id,
             list(self.names),
         )
@@ -111,9 +109,7 @@ async def _summary(conn: asyncpg.Connection, results: list[tuple[str, str, uuid.
     ok = True
     for name, expected, call_id in results:
         row = await conn.fetchrow(
-            "select c.end_reason, (select string_agg(k || '=' || n, ' ' order by k) from"
-            " (select kind k, count(*) n from public.push_deliveries where call_id = c.id"
-            " and status = 'sent' group by kind) x) as pushes from public.calls c where id = $1",
+            sql.CALL_SUMMARY,
             call_id,
         )
         got = row["end_reason"] or "-"
@@ -126,9 +122,7 @@ async def _summary(conn: asyncpg.Connection, results: list[tuple[str, str, uuid.
 async def _settle(conn: asyncpg.Connection, timeout: float = 10) -> None:
     """Wait until the worker has sent every push the calls caused."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and await conn.fetchval(
-        "select exists (select 1 from public.push_deliveries where status = 'pending')"
-    ):
+    while time.monotonic() < deadline and await conn.fetchval(sql.ANY_PENDING_DELIVERY):
         await asyncio.sleep(0.05)
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from orchestrator.adapters.postgres import demo_sql as sql
+
 Script = Callable[["Clients"], Awaitable[uuid.UUID]]
 
 
@@ -32,16 +34,15 @@ class Clients:
     @asynccontextmanager
     async def as_user(self, name: str) -> AsyncIterator[asyncpg.Connection]:
         async with self.conn.transaction():
-            await self.conn.execute("set local role authenticated")
+            await self.conn.execute(sql.SET_ROLE_AUTHENTICATED)
             claims = json.dumps({"sub": str(self.users[name]), "role": "authenticated"})
-            await self.conn.execute("select set_config('request.jwt.claims', $1, true)", claims)
+            await self.conn.execute(sql.SET_JWT_CLAIMS, claims)
             yield self.conn
 
     async def call(self, caller: str, callee: str, call_id: uuid.UUID | None = None) -> uuid.UUID:
         async with self.as_user(caller) as conn:
             new_id: uuid.UUID = await conn.fetchval(
-                "insert into public.calls (id, callee_id) values (coalesce($1, gen_random_uuid()),"
-                " $2) returning id",
+                sql.INSERT_CALL,
                 call_id,
                 self.users[callee],
             )
@@ -52,7 +53,7 @@ class Clients:
     ) -> None:
         async with self.as_user(who) as conn:
             await conn.execute(
-                "update public.calls set status = $2, end_reason = $3 where id = $1",
+                sql.SET_CALL_STATUS,
                 call_id,
                 status,
                 reason,
@@ -61,14 +62,12 @@ class Clients:
     async def heartbeat(self, who: str, call_id: uuid.UUID) -> str:
         """What an app does every PRESENCE_TIMEOUT_SECONDS / 3 while in a call."""
         async with self.as_user(who) as conn:
-            reply = json.loads(await conn.fetchval("select public.call_heartbeat($1)", call_id))
+            reply = json.loads(await conn.fetchval(sql.HEARTBEAT, call_id))
         status: str = reply["status"]
         return status
 
     async def status(self, call_id: uuid.UUID) -> str:
-        value: str = await self.conn.fetchval(
-            "select status from public.calls where id = $1", call_id
-        )
+        value: str = await self.conn.fetchval(sql.CALL_STATUS, call_id)
         return value
 
     async def until(self, call_id: uuid.UUID, status: str, timeout: float = 20) -> None:
@@ -84,8 +83,7 @@ class Clients:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 20
         while not await self.conn.fetchval(
-            "select exists (select 1 from public.push_deliveries where call_id = $1"
-            " and kind = 'ring' and status = 'sent')",
+            sql.RING_SENT,
             call_id,
         ):
             if loop.time() > deadline:

@@ -15,6 +15,7 @@ import uuid
 
 import asyncpg
 
+from orchestrator.adapters.postgres import demo_sql as sql
 from orchestrator.adapters.postgres.migrate import emulate_supabase
 from orchestrator.config import ConfigError
 
@@ -28,7 +29,7 @@ GOTRUE_DEFAULTS = {
 
 
 async def has_auth_schema(conn: asyncpg.Connection) -> bool:
-    return bool(await conn.fetchval("select to_regclass('auth.users') is not null"))
+    return bool(await conn.fetchval(sql.HAS_AUTH_USERS))
 
 
 async def prepare(conn: asyncpg.Connection) -> bool:
@@ -40,10 +41,7 @@ async def prepare(conn: asyncpg.Connection) -> bool:
 
 
 async def _columns(conn: asyncpg.Connection) -> set[str]:
-    rows = await conn.fetch(
-        "select column_name from information_schema.columns"
-        " where table_schema = 'auth' and table_name = 'users'"
-    )
+    rows = await conn.fetch(sql.AUTH_USER_COLUMNS)
     return {row["column_name"] for row in rows}
 
 
@@ -68,9 +66,8 @@ async def create_user(conn: asyncpg.Connection, name: str) -> uuid.UUID:
         if stamp in columns:
             names.append(stamp)
             placeholders.append("now()")
-    sql = f"insert into auth.users ({', '.join(names)}) values ({', '.join(placeholders)})"
     try:
-        await conn.execute(sql, *args)
+        await conn.execute(sql.insert_auth_user(names, placeholders), *args)
     except asyncpg.InsufficientPrivilegeError as exc:
         raise ConfigError(
             f"demo: this database does not let the demo create users in auth.users ({exc}). "
@@ -93,22 +90,19 @@ async def remove(conn: asyncpg.Connection, users: list[uuid.UUID]) -> int:
     """Delete the demo's users and everything their calls left behind; returns users removed."""
     async with conn.transaction():
         # The audit is append-only except for pruning ended calls (as `orchestrator prune`).
-        await conn.execute("select set_config('orchestrator.prune', 'on', true)")
+        await conn.execute(sql.PRUNE_ON)
         calls = [
             r["id"]
             for r in await conn.fetch(
-                "select id from public.calls"
-                " where caller_id = any($1::uuid[]) or callee_id = any($1::uuid[])",
+                sql.CALLS_OF_USERS,
                 users,
             )
         ]
-        await conn.execute("delete from public.call_audit where call_id = any($1::uuid[])", calls)
-        await conn.execute(
-            "delete from public.push_deliveries where call_id = any($1::uuid[])", calls
-        )
-        await conn.execute("delete from public.calls where id = any($1::uuid[])", calls)
+        await conn.execute(sql.DELETE_AUDIT_OF, calls)
+        await conn.execute(sql.DELETE_DELIVERIES_OF, calls)
+        await conn.execute(sql.DELETE_CALLS, calls)
         status: str = await conn.execute(
-            "delete from auth.users where id = any($1::uuid[]) and email like '%@' || $2::text",
+            sql.DELETE_DEMO_USERS,
             users,
             DEMO_DOMAIN,
         )

@@ -11,9 +11,10 @@ from uuid import UUID
 
 import asyncpg
 
+from orchestrator.adapters.postgres import operator_sql as sql
 from orchestrator.config import ConfigError, Settings
-from orchestrator.domain.model import Actor, EndReason, Status
-from orchestrator.domain.transitions import reasons_for
+from orchestrator.domain.model import EndReason, Status
+from orchestrator.domain.transitions import operator_reasons
 
 PRUNE_BATCH = 1000
 
@@ -31,15 +32,14 @@ def _uuid(raw: str) -> UUID:
 
 async def _audit(conn: asyncpg.Connection, call_id: UUID, detail: dict[str, Any]) -> None:
     await conn.execute(
-        "insert into public.call_audit (call_id, actor, event, detail)"
-        " values ($1, 'operator', 'operator_action', $2::jsonb)",
+        sql.AUDIT_ACTION,
         call_id,
         json.dumps({"operator": operator_name(), **detail}),
     )
 
 
 async def show(conn: asyncpg.Connection, call_id: UUID) -> int:
-    call = await conn.fetchrow("select * from public.calls where id = $1", call_id)
+    call = await conn.fetchrow(sql.CALL, call_id)
     if call is None:
         print(f"call {call_id} not found")
         return 1
@@ -51,8 +51,7 @@ async def show(conn: asyncpg.Connection, call_id: UUID) -> int:
     print(f"  created {call['created_at']}  ring deadline {call['ring_deadline']}")
     print("timeline:")
     for row in await conn.fetch(
-        "select occurred_at, actor, event, from_status, to_status, end_reason, detail"
-        " from public.call_audit where call_id = $1 order by id",
+        sql.TIMELINE,
         call_id,
     ):
         move = f"{row['from_status'] or '-'} -> {row['to_status']}" if row["to_status"] else ""
@@ -62,8 +61,7 @@ async def show(conn: asyncpg.Connection, call_id: UUID) -> int:
         )
     print("deliveries:")
     for row in await conn.fetch(
-        "select id, kind, provider, status, attempts, last_error, sent_at, acked_at"
-        " from public.push_deliveries where call_id = $1 order by id",
+        sql.DELIVERIES,
         call_id,
     ):
         print(
@@ -74,20 +72,10 @@ async def show(conn: asyncpg.Connection, call_id: UUID) -> int:
     return 0
 
 
-def operator_reasons(status: Status, *, deadline_passed: bool) -> list[str]:
-    """What an operator may end a call with: the system's reasons, minus the two that only
-    the worker can state truthfully (glare needs the merged call; missed needs the deadline)."""
-    reasons = reasons_for(Actor.OPERATOR, status) - {EndReason.GLARE}
-    if not deadline_passed:
-        reasons -= {EndReason.MISSED}
-    return sorted(r.value for r in reasons)
-
-
 async def end(conn: asyncpg.Connection, call_id: UUID, reason: str) -> int:
     async with conn.transaction():
         row = await conn.fetchrow(
-            "select status, ring_deadline <= now() as deadline_passed from public.calls"
-            " where id = $1 for update",
+            sql.LOCK_CALL,
             call_id,
         )
         if row is None:
@@ -98,42 +86,31 @@ async def end(conn: asyncpg.Connection, call_id: UUID, reason: str) -> int:
         if reason not in allowed:
             print(f"an operator may end a {status} call with: {', '.join(allowed) or 'nothing'}")
             return 2
-        await conn.execute("select set_config('orchestrator.operator', $1, true)", operator_name())
+        await conn.execute(sql.SET_OPERATOR, operator_name())
         await conn.execute(
-            "update public.calls set status = 'ended', end_reason = $2 where id = $1",
+            sql.END_CALL,
             call_id,
             EndReason(reason).value,
         )
         await _audit(conn, call_id, {"action": "end", "end_reason": reason})
     # After the commit: wake the workers so stop/missed pushes go out now (and count it).
-    await conn.execute("select pg_notify('orchestrator_calls', $1)", f"{call_id} {reason}")
+    await conn.execute(sql.NOTIFY_CALL, f"{call_id} {reason}")
     print(f"call {call_id} ended: {reason}")
     return 0
 
 
 async def redrive(conn: asyncpg.Connection, call_id: UUID) -> int:
-    if not await conn.fetchval("select exists (select 1 from public.calls where id = $1)", call_id):
+    if not await conn.fetchval(sql.CALL_EXISTS, call_id):
         print(f"call {call_id} not found")
         return 1
     async with conn.transaction():
         rows = await conn.fetch(
-            """
-            update public.push_deliveries d
-            set status = 'pending', last_error = null, next_attempt_at = now(), attempts = 0,
-                locked_until = null, locked_by = null
-            from public.calls c
-            where d.call_id = $1 and c.id = d.call_id and d.status = 'failed'
-              and d.expires_at > now()
-              and (d.kind <> 'ring' or c.status = 'ringing')
-              and not exists (select 1 from public.push_devices v
-                              where v.id = d.device_id and v.disabled_at is not null)
-            returning d.id
-            """,
+            sql.REDRIVE,
             call_id,
         )
         ids = [r["id"] for r in rows]
         await _audit(conn, call_id, {"action": "redrive", "deliveries": ids})
-    await conn.execute("select pg_notify('orchestrator_calls', $1)", str(call_id))
+    await conn.execute(sql.NOTIFY_CALL, str(call_id))
     print(f"call {call_id}: {len(ids)} deliver{'y' if len(ids) == 1 else 'ies'} redriven")
     return 0
 
@@ -160,22 +137,20 @@ async def prune_older_than(conn: asyncpg.Connection, days: int) -> int:
     total = 0
     while True:
         async with conn.transaction():
-            await conn.execute("select set_config('orchestrator.prune', 'on', true)")
+            await conn.execute(sql.PRUNE_ON)
             ids = [
                 r["id"]
                 for r in await conn.fetch(
-                    "select id from public.calls where status = 'ended'"
-                    " and ended_at < now() - make_interval(days => $1)"
-                    " order by ended_at limit $2 for update skip locked",
+                    sql.ENDED_CALLS_OLDER_THAN,
                     days,
                     PRUNE_BATCH,
                 )
             ]
             if not ids:
                 return total
-            await conn.execute("delete from public.call_audit where call_id = any($1)", ids)
-            await conn.execute("delete from public.push_deliveries where call_id = any($1)", ids)
-            await conn.execute("delete from public.calls where id = any($1)", ids)
+            await conn.execute(sql.DELETE_AUDIT_OF, ids)
+            await conn.execute(sql.DELETE_DELIVERIES_OF, ids)
+            await conn.execute(sql.DELETE_CALLS, ids)
             total += len(ids)
 
 

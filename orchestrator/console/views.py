@@ -13,7 +13,7 @@ from orchestrator.console import auth, callpage, pages, static
 from orchestrator.console.timeline import build
 from orchestrator.console.worker_view import worker_view
 from orchestrator.domain.model import Status
-from orchestrator.operator_tools import operator_reasons
+from orchestrator.domain.transitions import operator_reasons
 from orchestrator.tokenserver import problems as p
 from orchestrator.tokenserver.state import SERVER
 

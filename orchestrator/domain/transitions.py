@@ -68,3 +68,12 @@ def reasons_for(actor: Actor, from_status: Status) -> frozenset[EndReason]:
         for t in ALLOWED
         if t.actor == actor and t.from_status == from_status and t.end_reason is not None
     )
+
+
+def operator_reasons(status: Status, *, deadline_passed: bool) -> list[str]:
+    """What an operator may end a call with: the system's reasons, minus the two that only
+    the worker can state truthfully (glare needs the merged call; missed needs the deadline)."""
+    reasons = reasons_for(Actor.OPERATOR, status) - {EndReason.GLARE}
+    if not deadline_passed:
+        reasons -= {EndReason.MISSED}
+    return sorted(r.value for r in reasons)

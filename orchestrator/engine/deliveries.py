@@ -13,6 +13,7 @@ from orchestrator.domain.brake import Brake
 from orchestrator.domain.model import Platform, PushKind
 from orchestrator.domain.push import UNCERTAIN, Accepted, Permanent, PushResult, Retry, Uncertain
 from orchestrator.domain.work import ClaimedDelivery, DeliveryOutcome, Ended, OutcomeStatus
+from orchestrator.engine import timers
 from orchestrator.engine.fair import FairLimiter
 from orchestrator.engine.pruning import PruneQuarantine
 from orchestrator.engine.recorder import Recorder
@@ -51,7 +52,8 @@ class Sender:
         self.clock = clock
         self.brake = brake
         self.inflight = inflight  # shared with the engine, which renews their leases
-        self.recorder = Recorder(store, metrics, on_ended)
+        self.recorder = Recorder(store, metrics, on_ended, clock)
+        self.alarms = timers.Alarms(clock)  # retry wake-ups, cancelled when the engine drains
         self.quarantine = PruneQuarantine(store, brake, metrics, settings.prune_quarantine_seconds)
         self.tasks: set[asyncio.Task[None]] = set()
         # Set by the engine: wake the call up when a retry falls due (the loop would otherwise
@@ -76,16 +78,16 @@ class Sender:
         """Wait for every send in flight (True) or until `timeout` (False)."""
         if not self.tasks:
             return True
-        _, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
-        return not pending
+        return not await timers.wait_all(self.clock, set(self.tasks), timeout)
 
     async def _send_and_record(self, delivery: ClaimedDelivery) -> None:
         try:
             outcome = await self._one(delivery)
             await self.recorder.record(outcome)
             if outcome.status is OutcomeStatus.RETRY and self.on_retry is not None:
-                asyncio.get_running_loop().call_later(
-                    outcome.retry_in + RETRY_WAKE_MARGIN, self.on_retry, outcome.call_id
+                on_retry, call_id = self.on_retry, outcome.call_id
+                self.alarms.call_later(
+                    outcome.retry_in + RETRY_WAKE_MARGIN, lambda: on_retry(call_id)
                 )
         except asyncio.CancelledError:
             raise  # shutdown: the id stays in flight so the engine hands its lease back
@@ -112,8 +114,8 @@ class Sender:
         async with self._limits[message.platform].slot(message.call_id, priority):
             try:
                 # The provider has its own timeout; this is the backstop for a buggy one.
-                result: PushResult = await asyncio.wait_for(
-                    provider.send(message), self.settings.push_timeout_seconds + 1.0
+                result: PushResult = await timers.within(
+                    self.clock, provider.send(message), self.settings.push_timeout_seconds + 1.0
                 )
             except TimeoutError:
                 result = Uncertain("timeout")  # the provider's own deadline did not hold

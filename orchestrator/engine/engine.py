@@ -11,6 +11,7 @@ from uuid import UUID
 from orchestrator.domain.brake import Brake, NoBrake
 from orchestrator.domain.model import Platform
 from orchestrator.domain.work import Ended
+from orchestrator.engine import timers
 from orchestrator.engine.deliveries import Sender
 from orchestrator.engine.jobs import JobRunner, PickupHook
 from orchestrator.engine.settings import EngineSettings
@@ -139,9 +140,7 @@ class Engine:
             scan_at = candidate if scan_at is None else min(scan_at, candidate)
             if timeout > 0 and not self._kick.is_set():
                 kicked = asyncio.create_task(self._kick.wait())
-                await asyncio.wait(
-                    {kicked, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-                )
+                await timers.wait_any(self.clock, {kicked, stopper}, timeout)
                 kicked.cancel()
             if not self._kick.is_set() or timeout <= 0 or self.clock.monotonic() >= scan_at:
                 self._rescan = True  # a timer fell due, or the backstop interval passed
@@ -223,7 +222,7 @@ class Engine:
     async def _renew_leases(self) -> None:
         """Keep leases of work in flight alive; settle prune candidates whose time has come."""
         while True:
-            await asyncio.sleep(self.settings.lease_seconds / 3)
+            await self.clock.sleep(self.settings.lease_seconds / 3)
             try:
                 await self.store.renew(list(self.inflight_jobs), list(self.inflight_deliveries))
             except Exception as exc:
@@ -234,8 +233,9 @@ class Engine:
         """Finish in-flight sweeps and sends within the grace period; give back the rest."""
         grace = self.settings.shutdown_grace_seconds
         started = self.clock.monotonic()
+        self.sender.alarms.cancel()  # retry wake-ups: nobody is left to wake
         if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            pending = await timers.wait_all(self.clock, set(self._tasks), grace)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from orchestrator.domain.work import DeliveryOutcome, Ended, RecordResult
 from orchestrator.logs import exception_fields, get_logger
 from orchestrator.metrics import Metrics
-from orchestrator.ports import CallStore
+from orchestrator.ports import CallStore, Clock
 
 log = get_logger("orchestrator.push")
 # Short and capped: when the database is back, this write must land before a sweep (ours or
@@ -20,9 +20,14 @@ RECORD_RETRY_MAX = 0.25
 
 class Recorder:
     def __init__(
-        self, store: CallStore, metrics: Metrics, on_ended: Callable[[list[Ended]], None]
+        self,
+        store: CallStore,
+        metrics: Metrics,
+        on_ended: Callable[[list[Ended]], None],
+        clock: Clock,
     ) -> None:
         self.store = store
+        self.clock = clock
         self.metrics = metrics
         self.on_ended = on_ended
         self._pending: list[tuple[DeliveryOutcome, asyncio.Future[None]]] = []
@@ -71,5 +76,5 @@ class Recorder:
                         pushes=len(outcomes),
                         **exception_fields(exc),
                     )
-                await asyncio.sleep(delay)
+                await self.clock.sleep(delay)
                 delay = min(delay * 2, RECORD_RETRY_MAX)

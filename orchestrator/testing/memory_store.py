@@ -1,8 +1,11 @@
-"""An in-memory CallStore with the database's semantics, for fast engine unit tests.
+"""An in-memory CallStore, a test double for fast engine unit tests.
 
-It models what the SQL does (pickup facts, leases, timers, ring deliveries, outcome recording,
-`unreachable` when every ring failed); the triggers' side effects it needs are `stop`/`missed`
-rows. The PostgreSQL store stays the authority: integration tests prove the real behaviour.
+What it promises is exactly what tests/integration/test_call_store_contract.py checks, the same
+test functions run against it and against the PostgreSQL store: due jobs and leases, pickup
+(ring every device, or end at once), idempotent end_call, outcome recording with `unreachable`
+when every ring failed, retries, release. Anything else here (queue_stats, the brake's
+quarantine, the triggers' stop/missed rows, glare) is a convenience of the double, not a
+semantic: the PostgreSQL store is the authority and the integration tests prove it.
 """
 
 from __future__ import annotations

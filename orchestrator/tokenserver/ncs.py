@@ -20,6 +20,7 @@ import asyncpg
 import orjson
 from aiohttp import web
 
+from orchestrator.adapters.postgres import ncs_sql
 from orchestrator.logs import get_logger
 from orchestrator.tokenserver import problems as p
 from orchestrator.tokenserver.state import CURRENT, SERVER
@@ -34,8 +35,6 @@ LEAVES = frozenset({104, 106, 108})
 CHANNEL_EVENTS = frozenset({101, 102})
 KNOWN_EVENTS = JOINS | LEAVES | CHANNEL_EVENTS
 PARTICIPANT_UIDS = frozenset({1, 2})  # 1 = caller, 2 = callee (the token server's uids)
-
-RECORD = "select orchestrator.record_ncs_notice($1, $2, $3, $4, $5, $6, $7, $8::jsonb)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +130,7 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
 
 async def record(pool: asyncpg.Pool, notice: Notice, timeout: float) -> str:
     outcome: str = await pool.fetchval(
-        RECORD,
+        ncs_sql.RECORD,
         notice.notice_id,
         notice.event_type,
         notice.call_id,

@@ -134,10 +134,9 @@ set status = 'pending', last_error = null, next_attempt_at = now(), attempts = 0
     locked_until = null, locked_by = null
 from public.calls c
 where d.call_id = $1 and c.id = d.call_id and d.status = 'failed'
-  and d.expires_at > now()
-  and (d.kind <> 'ring' or c.status = 'ringing')
-  and not exists (select 1 from public.push_devices v
-                  where v.id = d.device_id and v.disabled_at is not null)
+  and orchestrator.delivery_void_reason(
+        d.kind, d.expires_at, c.status,
+        (select v from public.push_devices v where v.id = d.device_id)) is null
 returning d.id
 """
 

@@ -12,7 +12,7 @@ import asyncpg
 
 from orchestrator.adapters.postgres import console_sql as q
 from orchestrator.domain.model import EndReason, Status
-from orchestrator.operator_tools import operator_reasons
+from orchestrator.domain.transitions import operator_reasons
 
 Row = dict[str, Any]
 

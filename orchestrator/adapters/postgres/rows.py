@@ -37,21 +37,6 @@ def facts(row: asyncpg.Record) -> PickupFacts:
     )
 
 
-def _void_reason(row: asyncpg.Record, message: PushMessage) -> str | None:
-    """Why a claimed delivery must not go out at all (checked on the database's values)."""
-    if row["device_gone"]:
-        return "device_deleted"
-    if row["device_disabled"]:
-        return "device_disabled"
-    if message.kind is PushKind.RING and row["call_status"] != Status.RINGING:
-        return "call_ended"
-    if row["remaining"] is not None and row["remaining"] <= 0:
-        return "deadline_passed" if message.kind is PushKind.RING else "expired"
-    if not message.target_token:
-        return "no_token"
-    return None
-
-
 def delivery(row: asyncpg.Record) -> ClaimedDelivery:
     platform = Platform(row["platform"]) if row["platform"] else Platform.ANDROID
     message = PushMessage(
@@ -75,7 +60,7 @@ def delivery(row: asyncpg.Record) -> ClaimedDelivery:
         attempts=row["attempts"],
         provider=row["provider"],
         remaining=float(row["remaining"] or 0.0),
-        void_reason=_void_reason(row, message),
+        void_reason=row["void_reason"],  # orchestrator.delivery_void_reason decides
         created_age=float(row["created_age"] or 0.0),
         previous_error=row["last_error"],
     )

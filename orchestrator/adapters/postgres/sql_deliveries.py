@@ -15,7 +15,7 @@ select x.id, x.call_id, x.kind, x.seq, x.expires_at, x.end_reason, x.attempts, x
        x.last_error,
        x.recipient_id, c.caller_id, c.video, c.status as call_status, n.caller_name,
        d.platform, d.token, d.voip_token, d.apns_environment,
-       d.id is null as device_gone, d.disabled_at is not null as device_disabled,
+       orchestrator.delivery_void_reason(x.kind, x.expires_at, c.status, d) as void_reason,
        extract(epoch from x.expires_at - now())::float8 as remaining,
        extract(epoch from now() - c.created_at)::float8 as created_age
 from x
@@ -67,9 +67,7 @@ with x as (
          case d.platform when 'ios' then 'apns' else 'fcm' end,
          c.version, c.ring_deadline, 1, now() + make_interval(secs => $2), $3
   from public.calls c
-  join public.push_devices d on d.user_id = c.callee_id and d.disabled_at is null
-   and ((d.platform = 'ios' and d.voip_token is not null)
-        or (d.platform = 'android' and d.token is not null))
+  join public.push_devices d on d.user_id = c.callee_id and orchestrator.ring_capable(d)
   where c.id = $4
   on conflict (call_id, device_id, kind) do nothing
   returning p.*

@@ -56,9 +56,7 @@ select c.id, c.status, c.created_at, c.caller_id, c.callee_id,
        exists (select 1 from public.call_blocks b
                where b.blocker_id = c.callee_id and b.blocked_id = c.caller_id) as blocked,
        (select count(*) from public.push_devices d
-        where d.user_id = c.callee_id and d.disabled_at is null
-          and ((d.platform = 'ios' and d.voip_token is not null)
-               or (d.platform = 'android' and d.token is not null))) as devices
+        where d.user_id = c.callee_id and orchestrator.ring_capable(d)) as devices
 from public.calls c
 left join lateral (
   select x.id, x.created_at from public.calls x

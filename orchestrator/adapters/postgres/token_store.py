@@ -1,4 +1,6 @@
 """The token server's SQL: load the call, check the session and audit the grant in one statement.
+Who may get a token for which call in which state is orchestrator.token_refusal (migration
+20261202000600); this statement only calls it.
 
 The database clock decides: `issue_ts` is the database's `now()` and `expire_ts` =
 least(now + TTL, accepted_at + MAX_CALL_SECONDS), both whole seconds as the token carries them.
@@ -46,11 +48,14 @@ with c as (
                                      'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
                'token_version', $7::text)
     from g cross join s
-    where s.ok and g.status in ('ringing', 'accepted') and g.expire_ts > g.issue_ts
-      and (g.uid = 1 or g.status = 'accepted' or $8::boolean)
+    where s.ok
+      and orchestrator.token_refusal(g.status, g.uid = 1, $8::boolean, g.issue_ts, g.expire_ts)
+          is null
     returning id
 )
 select s.ok as session_ok, g.status, g.uid, g.issue_ts, g.expire_ts,
+       orchestrator.token_refusal(g.status, g.uid = 1, $8::boolean, g.issue_ts, g.expire_ts)
+           as refusal,
        (select id from audit) as audit_id
 from s left join g on true
 """
@@ -122,15 +127,11 @@ async def issue(
     assert row is not None
     if not row["session_ok"]:
         return Grant(Outcome.NO_SESSION)
-    if row["status"] is None:
-        return Grant(Outcome.NOT_FOUND)
-    status = Status(row["status"])
-    if status is Status.ENDED:
-        return Grant(Outcome.ENDED, status)
-    if status is Status.RINGING and row["uid"] == 2 and not callee_while_ringing:
-        return Grant(Outcome.NOT_ACCEPTED, status)
-    if row["audit_id"] is None:
-        return Grant(Outcome.MAX_DURATION, status)
+    # The grant is decided once, in SQL (orchestrator.token_refusal); here it is only read.
+    status = Status(row["status"]) if row["status"] is not None else None
+    if row["refusal"] is not None:
+        return Grant(Outcome(row["refusal"]), status)
+    assert row["audit_id"] is not None  # the same rule inserted the token_issued row
     return Grant(Outcome.ISSUED, status, row["uid"], row["issue_ts"], row["expire_ts"])
 
 
