@@ -44,6 +44,7 @@ class BenchConfig:
     profile_seconds: float = 15.0
     worker_pool: int = 8  # DB_POOL_SIZE of every worker process (its default)
     only: tuple[str, ...] = ()  # BENCH_ONLY=timers,soak: a subset (never updates the README)
+    wake_slots: int | None = None  # BENCH_WAKE_SLOTS: the workers' WAKE_SLOTS (0: before #14)
 
     @classmethod
     def from_env(cls) -> BenchConfig:
@@ -63,6 +64,9 @@ class BenchConfig:
             if value:
                 kind = type(getattr(config, name))
                 overrides[name] = kind(float(value)) if kind is int else kind(value)
+        slots = os.environ.get("BENCH_WAKE_SLOTS", "").strip()
+        if slots:
+            overrides["wake_slots"] = int(slots)
         only = os.environ.get("BENCH_ONLY", "")
         if only.strip():
             overrides["only"] = tuple(x.strip() for x in only.split(",") if x.strip())

@@ -69,13 +69,22 @@ async def _engine(ctx: Context, platform: str, n: int) -> dict[str, Any]:
             "select count(*) from public.push_deliveries where status = 'sent'"
         )
         await conn.close()
+    # The worker starts sending during its first scan, before the meter opens: CPU per 1,000
+    # deliveries counts exactly the deliveries that arrived inside the meter's window.
+    window = [t for t in times if cpu.started <= t <= cpu.started + cpu.seconds]
+    per_1000 = 1000 / len(window) if window else None
     return {
         "deliveries": n,
         "arrived": len(times),
+        "arrived_in_cpu_window": len(window),
         "recorded_sent": sent,
         "per_s": round(_rate(times), 1),
         "duplicates": fake.duplicates(),
         "cpu": cpu.as_dict(),
+        "cpu_s_per_1000": {
+            "worker": round(cpu.worker * per_1000, 3) if per_1000 else None,
+            "postgres_all_processes": round(cpu.postgres * per_1000, 3) if per_1000 else None,
+        },
     }
 
 
@@ -133,6 +142,12 @@ async def push_throughput(ctx: Context) -> dict[str, Any]:
             "fake_ceiling_per_s": stats.repeated(r["fake_ceiling"]["per_s"] for r in runs),
             "ratio": stats.repeated(r["ratio"] for r in runs),
             "duplicates": sum(r["engine"]["duplicates"] for r in runs),
+            "worker_cpu_s_per_1000": stats.repeated(
+                r["engine"]["cpu_s_per_1000"]["worker"] for r in runs
+            ),
+            "postgres_cpu_s_per_1000": stats.repeated(
+                r["engine"]["cpu_s_per_1000"]["postgres_all_processes"] for r in runs
+            ),
             "runs": runs,
         }
     return result

@@ -14,8 +14,10 @@ from typing import Any
 import asyncpg
 
 from bench import stats
+from bench.ceiling import real_ceiling
 from bench.config import BenchConfig
 from bench.db import Pair, Server, client_pool, create_pairs, seed_ringing
+from bench.dbwork import DbMeter
 from bench.fakes import Arrivals, Fakes
 from bench.load import Ceiling, LifecycleRun, closed_loop, open_loop_rings
 from bench.procs import CpuMeter, Proc, start_worker, start_workers, stop_all
@@ -36,6 +38,8 @@ class Context:
 
     def worker_env(self, *, pushes: bool = True) -> dict[str, str]:
         env = {"DB_POOL_SIZE": str(self.config.worker_pool)}
+        if self.config.wake_slots is not None:  # BENCH_WAKE_SLOTS=0: the previous wake-ups
+            env["WAKE_SLOTS"] = str(self.config.wake_slots)
         if pushes:
             env |= self.fakes.push_env()
         return env
@@ -159,14 +163,18 @@ async def worker_lifecycles(
         procs = await start_workers(dsn, workers, prefix=f"{label}-w", **ctx.worker_env())
         ctx.fakes.reset()
         codes: list[int] = []
+        meter = DbMeter(conn)
         try:
+            await meter.start()
             with CpuMeter(procs) as cpu:
                 run = await closed_loop(pool, ctx.fakes.route, pairs, seconds)
                 settled = await _wait_kind(ctx.fakes.fcm.arrivals, "stop", run.lifecycles, 15)
+            await meter.cpu_end()
             rss = [p.rss() for p in procs]
         finally:
             codes = await stop_all(procs)
             await pool.close()
+        database = await meter.finish(run.lifecycles)
         counts = await _table_counts(conn)
         await conn.close()
     elapsed = max(settled, run.finished) - run.started
@@ -184,6 +192,7 @@ async def worker_lifecycles(
         "lost_rings": run.lost_rings,
         "errors": run.errors[:5],
         "duplicates": ctx.fakes.duplicates(),
+        "database": database,
         "fake_requests": dict(ctx.fakes.fcm.arrivals.by_kind),
         "deliveries": counts["deliveries"],
         "audit": counts["audit"],
@@ -193,20 +202,26 @@ async def worker_lifecycles(
     }
 
 
-async def ceiling_lifecycles(ctx: Context, seconds: float) -> dict[str, Any]:
+async def serial_sql_lifecycles(ctx: Context, seconds: float) -> dict[str, Any]:
+    """The worker's own SQL, one step after another on each client's critical path (formerly
+    called "the ceiling": the worker overlaps this work, so it is not an upper bound)."""
     cfg = ctx.config
-    async with ctx.server.database("ceiling") as dsn:
+    async with ctx.server.database("serial") as dsn:
         conn = await asyncpg.connect(dsn)
         pairs = await create_pairs(conn, cfg.clients, "android")
         pool = await client_pool(dsn, cfg.clients)
-        store_pool = await create_pool(dsn, size=cfg.worker_pool, name="bench-ceiling")
+        store_pool = await create_pool(dsn, size=cfg.worker_pool, name="bench-serial-sql")
         ceiling = Ceiling(store_pool)
+        meter = DbMeter(conn)
         try:
+            await meter.start()
             with CpuMeter([]) as cpu:
                 run = await ceiling.closed_loop(pool, pairs, seconds)
+            await meter.cpu_end()
         finally:
             await store_pool.close()
             await pool.close()
+        database = await meter.finish(run.lifecycles)
         counts = await _table_counts(conn)
         await conn.close()
     elapsed = run.finished - run.started
@@ -221,38 +236,105 @@ async def ceiling_lifecycles(ctx: Context, seconds: float) -> dict[str, Any]:
         "errors": run.errors[:5],
         "deliveries": counts["deliveries"],
         "cpu": cpu.as_dict(),
+        "database": database,
         "sql_breakdown": ceiling.breakdown(run.lifecycles),
+        "statements_per_lifecycle_client_side": round(
+            sum(ceiling.calls.values()) / max(run.lifecycles, 1), 2
+        ),
     }
+
+
+async def real_ceiling_lifecycles(ctx: Context, seconds: float) -> dict[str, Any]:
+    async with ctx.server.database("ceiling") as dsn:
+        conn = await asyncpg.connect(dsn)
+        meter = DbMeter(conn)
+        try:
+            await meter.start()
+            with CpuMeter([]) as cpu:
+                result = await real_ceiling(dsn, ctx.config.worker_pool, seconds, meter.cpu_end)
+            result["database"] = await meter.finish(result["lifecycles"])
+        finally:
+            await conn.close()
+    result["cpu"] = cpu.as_dict()
+    return result
 
 
 async def throughput(ctx: Context) -> dict[str, Any]:
     cfg = ctx.config
     pairs: list[dict[str, Any]] = []
+    # The quick run (a smoke test with a time budget) runs the references briefly.
+    refs = min(cfg.throughput_seconds, 0.5) if cfg.quick else cfg.throughput_seconds
     for repeat in range(cfg.repeats):
-        # Alternate the order, so a drift of the machine's load hits both sides alike.
-        if repeat % 2 == 0:
-            worker = await worker_lifecycles(ctx, 1, cfg.throughput_seconds, "tp")
-            ceiling = await ceiling_lifecycles(ctx, cfg.throughput_seconds)
-        else:
-            ceiling = await ceiling_lifecycles(ctx, cfg.throughput_seconds)
-            worker = await worker_lifecycles(ctx, 1, cfg.throughput_seconds, "tp")
+        # Rotate the order, so a drift of the machine's load hits every side alike.
+        steps: list[tuple[str, Callable[[], Awaitable[dict[str, Any]]]]] = [
+            ("worker", lambda: worker_lifecycles(ctx, 1, cfg.throughput_seconds, "tp")),
+            ("ceiling", lambda: real_ceiling_lifecycles(ctx, refs)),
+        ]
+        if not cfg.quick:  # the quick run's budget has no room for a third side
+            steps.append(("serial_sql", lambda: serial_sql_lifecycles(ctx, refs)))
+        shift = repeat % len(steps)
+        done = {name: await step() for name, step in steps[shift:] + steps[:shift]}
+        worker, ceiling = done["worker"], done["ceiling"]
+        serial = done.get("serial_sql")
         ratio = worker["transitions_per_s"] / ceiling["transitions_per_s"]
-        pairs.append({"worker": worker, "ceiling": ceiling, "ratio": round(ratio, 4)})
+        vs_serial = worker["transitions_per_s"] / serial["transitions_per_s"] if serial else None
+        pairs.append(
+            {
+                **done,
+                "ratio": round(ratio, 4),
+                "ratio_vs_serial_sql": round(vs_serial, 4) if vs_serial else None,
+                "postgres_cpu_vs_ceiling": _cpu_ratio(worker, ceiling),
+            }
+        )
         ctx.log(
             f"  throughput run {repeat + 1}: worker {worker['transitions_per_s']}/s, "
-            f"ceiling {ceiling['transitions_per_s']}/s ({100 * ratio:.0f} %)"
+            f"real ceiling {ceiling['transitions_per_s']}/s ({100 * ratio:.1f} %), "
+            f"same SQL serial {serial['transitions_per_s'] if serial else '–'}/s "
+            f"({100 * (vs_serial or 0):.0f} %); "
+            f"PostgreSQL CPU ms/lifecycle: worker "
+            f"{worker['database']['postgres_cpu_ms_per_lifecycle']}, ceiling "
+            f"{ceiling['database']['postgres_cpu_ms_per_lifecycle']}"
         )
+
+    def figure(side: str, *keys: str) -> dict[str, Any]:
+        values = []
+        for p in pairs:
+            value: Any = p.get(side)
+            for key in keys:
+                value = value.get(key) if isinstance(value, dict) else None
+            values.append(value)
+        return stats.repeated(v for v in values if v is not None)
+
     return {
         "clients": cfg.clients,
         "worker_pool": cfg.worker_pool,
         "seconds": cfg.throughput_seconds,
-        "worker_transitions_per_s": stats.repeated(p["worker"]["transitions_per_s"] for p in pairs),
-        "ceiling_transitions_per_s": stats.repeated(
-            p["ceiling"]["transitions_per_s"] for p in pairs
-        ),
+        "worker_transitions_per_s": figure("worker", "transitions_per_s"),
+        "ceiling_transitions_per_s": figure("ceiling", "transitions_per_s"),
+        "serial_sql_transitions_per_s": figure("serial_sql", "transitions_per_s"),
         "ratio": stats.repeated(p["ratio"] for p in pairs),
+        "ratio_vs_serial_sql": stats.repeated(p["ratio_vs_serial_sql"] for p in pairs),
+        "worker_postgres_cpu_ms_per_lifecycle": figure(
+            "worker", "database", "postgres_cpu_ms_per_lifecycle"
+        ),
+        "ceiling_postgres_cpu_ms_per_lifecycle": figure(
+            "ceiling", "database", "postgres_cpu_ms_per_lifecycle"
+        ),
+        "worker_transactions_per_lifecycle": figure(
+            "worker", "database", "transactions_per_lifecycle"
+        ),
+        "worker_rows_written_per_lifecycle": figure(
+            "worker", "database", "rows_written_per_lifecycle"
+        ),
+        "duplicates": sum(p["worker"]["duplicates"] for p in pairs),
         "runs": pairs,
     }
+
+
+def _cpu_ratio(worker: dict[str, Any], ceiling: dict[str, Any]) -> float | None:
+    w = worker["database"]["postgres_cpu_ms_per_lifecycle"]
+    c = ceiling["database"]["postgres_cpu_ms_per_lifecycle"]
+    return round(w / c, 2) if c else None
 
 
 async def replicas(ctx: Context) -> dict[str, Any]:
@@ -330,6 +412,14 @@ async def timers(ctx: Context) -> dict[str, Any]:
             )
         ]
         left = await conn.fetchval("select count(*) from public.calls where status = 'ringing'")
+        # The log provider has no fake to count at (and push_deliveries is unique per call,
+        # device and kind): a call ended twice or its one `missed` push audited as sent twice
+        # (each callee has one device) is the duplicate here.
+        duplicates = await conn.fetchval(
+            "select coalesce(sum(greatest(n - 1, 0)), 0)::int8 from (select count(*) as n"
+            " from public.call_audit where event in ('call_ended', 'push_sent')"
+            " group by call_id, event) x"
+        )
         counts = await _table_counts(conn)
         await conn.close()
     peak = max((r for _, r in samples), default=0)
@@ -343,6 +433,7 @@ async def timers(ctx: Context) -> dict[str, Any]:
         " transaction (the calls stand for calls already rung), so only timers are measured",
         "settled": done,
         "still_ringing": left,
+        "duplicates": duplicates,
         "lateness": stats.latency_ms(lateness),
         "worker_rss_peak_mb": round(peak / 2**20, 1),
         "worker_rss_samples_mb": [[round(t, 1), round(r / 2**20, 1)] for t, r in samples],

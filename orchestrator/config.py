@@ -62,6 +62,7 @@ VARIABLES: tuple[str, ...] = (
     "LOG_LEVEL",
     "WORKER_ID",
     "WORKER_LEASE_SECONDS",
+    "WAKE_SLOTS",
     "PUSH_TIMEOUT_SECONDS",
     "PUSH_MAX_ATTEMPTS",
     "PUSH_RETRY_BASE_SECONDS",
@@ -131,6 +132,9 @@ class Settings:
     # Ours (not in the public contract): every lease, timeout and backoff is injectable.
     worker_id: str = ""
     lease_seconds: float = 5.0
+    # Wake-up slots shared out between workers (the same on every worker); 0: every worker
+    # sweeps every wake-up (before issue 14, kept for the bench's comparison).
+    wake_slots: int = 64
     push_timeout_seconds: float = 5.0
     push_max_attempts: int = 5
     push_retry_base_seconds: float = 0.5
@@ -204,6 +208,7 @@ class Settings:
             ),
             worker_id=env.text("WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
             lease_seconds=env.number("WORKER_LEASE_SECONDS", 5, 0.5, 300),
+            wake_slots=env.integer("WAKE_SLOTS", 64, 0, 4096),
             push_timeout_seconds=env.number("PUSH_TIMEOUT_SECONDS", 5, 0.1, 60),
             push_max_attempts=env.integer("PUSH_MAX_ATTEMPTS", 5, 1, 100),
             push_retry_base_seconds=env.number("PUSH_RETRY_BASE_SECONDS", 0.5, 0.01, 60),

@@ -72,7 +72,13 @@ def build_source(settings: Settings, dsn: str, metrics: Metrics) -> EventSource:
         from orchestrator.adapters.realtime.source import RealtimeEventSource
 
         return RealtimeEventSource(settings, metrics)
-    return ListenNotifySource(dsn, metrics)
+    # Slots move (and a dead worker's are taken over) well within WORKER_LEASE_SECONDS.
+    return ListenNotifySource(
+        dsn,
+        metrics,
+        rebalance_seconds=min(1.0, settings.lease_seconds / 3),
+        wake_slots=settings.wake_slots,
+    )
 
 
 async def _apply_settings_when_reachable(

@@ -78,14 +78,20 @@ class Engine:
         """Until `stop`; raises BackgroundTaskDied (after draining) when a helper died."""
         watch = self.supervisor.watch
         watch(asyncio.create_task(self._renew_leases(), name="lease-renewal"))
+        listening: asyncio.Task[None] | None = None
         if source is not None:
             self.source_name = source.name
-            watch(asyncio.create_task(source.run(self.wake), name="event-source"))
+            listening = asyncio.create_task(source.run(self.wake), name="event-source")
+            watch(listening)
         stopper = asyncio.create_task(stop.wait())
         try:
             await self._loop(stop, stopper)
         finally:
             self.supervisor.stopping = True  # from here on, helpers ending is the plan
+            if listening is not None:
+                # Stop listening before draining: the source's wake-up slots (listen_source)
+                # go to the other workers now, not after the grace period.
+                listening.cancel()
             await self._drain()
             await self.supervisor.stop()
             stopper.cancel()

@@ -10,6 +10,7 @@ from uuid import UUID
 
 import asyncpg
 
+from orchestrator.adapters.postgres.wake_slots import WakeSlots
 from orchestrator.logs import get_logger
 from orchestrator.metrics import Metrics
 from orchestrator.ports import WakeSink, Wakeup
@@ -29,6 +30,8 @@ class ListenNotifySource:
         *,
         channel: str = CHANNEL,
         keepalive_seconds: float = 5.0,
+        rebalance_seconds: float = 1.0,
+        wake_slots: int = 64,
         backoff_base: float = 0.2,
         backoff_max: float = 10.0,
     ) -> None:
@@ -36,6 +39,9 @@ class ListenNotifySource:
         self.metrics = metrics
         self.channel = channel
         self.keepalive = keepalive_seconds
+        self.rebalance_seconds = min(rebalance_seconds, keepalive_seconds)
+        # Only the owner of a call's slot sweeps its wake-up (wake_slots.py); 0: no slots.
+        self.slots: WakeSlots | None = WakeSlots(wake_slots) if wake_slots > 0 else None
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self._healthy = False
@@ -57,16 +63,20 @@ class ListenNotifySource:
                 conn.add_termination_listener(lambda _c, ev=lost: ev.set())
                 await conn.add_listener(self.channel, self._callback(wake))
                 self._counter = await self._try_count_lock(conn)
+                if self.slots is not None:
+                    await self.slots.rebalance(conn)
                 self._healthy = True
                 failures = 0
                 log.info("listen_subscribed", channel=self.channel)
                 # LISTEN first, then scan: notifications sent while we were away are lost.
                 wake(Wakeup(None))
-                await self._watch(conn, lost)
+                await self._watch(conn, lost, wake)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
                 log.warning("listen_lost", error=type(exc).__name__)
             finally:
                 self._healthy = self._counter = False
+                if self.slots is not None:
+                    self.slots.reset()
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(conn.close(), 2)
@@ -76,14 +86,18 @@ class ListenNotifySource:
             delay = min(self.backoff_max, self.backoff_base * 2 ** min(failures, 10))
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 
-    async def _watch(self, conn: asyncpg.Connection, lost: asyncio.Event) -> None:
-        """Return when the connection is gone (closed, or a keepalive query fails)."""
+    async def _watch(self, conn: asyncpg.Connection, lost: asyncio.Event, wake: WakeSink) -> None:
+        """Return when the connection is gone (closed, or a keepalive query fails). Each
+        round also rebalances the wake-up slots (the query doubles as the keepalive)."""
         while not lost.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(lost.wait(), self.keepalive)
+                await asyncio.wait_for(lost.wait(), self.rebalance_seconds)
             if lost.is_set():
                 return
-            await asyncio.wait_for(conn.fetchval("select 1"), self.keepalive)
+            if self.slots is None:
+                await asyncio.wait_for(conn.fetchval("select 1"), self.keepalive)
+            elif await asyncio.wait_for(self.slots.rebalance(conn), self.keepalive):
+                wake(Wakeup(None))  # a slot changed hands: its missed wake-ups are due now
             if not self._counter:  # the counting listener died: take over
                 self._counter = await self._try_count_lock(conn)
 
@@ -93,10 +107,17 @@ class ListenNotifySource:
 
     def _callback(self, wake: WakeSink) -> Any:
         def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
-            call_id, _, end_reason = payload.partition(" ")
+            text, _, end_reason = payload.partition(" ")
             try:
-                wake(Wakeup(UUID(call_id), (end_reason or None) if self._counter else None))
+                call_id = UUID(text)
             except ValueError:
                 wake(Wakeup(None))  # an unexpected payload still means "something changed"
+                return
+            reason = (end_reason or None) if self._counter else None
+            if self.slots is None or self.slots.wants(call_id):
+                wake(Wakeup(call_id, reason))
+            elif reason is not None and self.metrics is not None:
+                # Another worker sweeps it; the counting listener still counts the client end.
+                self.metrics.calls_ended.labels(reason).inc()
 
         return on_notify
