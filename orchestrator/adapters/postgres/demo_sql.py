@@ -8,9 +8,10 @@ TIMELINE_SINCE = (
     " a.id > $1 and c.caller_id = any($2::uuid[]) order by a.id"
 )
 CALL_SUMMARY = (
-    "select c.end_reason, (select string_agg(k || '=' || n, ' ' order by k) from (select"
-    " kind k, count(*) n from public.push_deliveries where call_id = c.id and status ="
-    " 'sent' group by kind) x) as pushes from public.calls c where id = $1"
+    "select c.end_reason, (select string_agg(x.k || '=' || x.n, ' ' order by x.k) from (select"
+    " d.kind as k, count(*) as n from public.push_deliveries as d where d.call_id = c.id"
+    " and d.status = 'sent' group by d.kind) as x) as pushes from public.calls as c"
+    " where c.id = $1"
 )
 ANY_PENDING_DELIVERY = (
     "select exists (select 1 from public.push_deliveries where status = 'pending')"

@@ -6,7 +6,7 @@ AUDIT_ACTION = (
     "insert into public.call_audit (call_id, actor, event, detail) values ($1, 'operator',"
     " 'operator_action', $2::jsonb)"
 )
-CALL = "select * from public.calls where id = $1"
+CALL = "select c.* from public.calls as c where c.id = $1"
 TIMELINE = (
     "select occurred_at, actor, event, from_status, to_status, end_reason, detail from"
     " public.call_audit where call_id = $1 order by id"

@@ -41,7 +41,7 @@ with c as (
     insert into public.call_audit
         (call_id, actor_id, actor, event, from_status, to_status, detail)
     select g.id, $2::uuid, case g.uid when 1 then 'caller' else 'callee' end, 'token_issued',
-           g.status, g.status,
+           g.status as from_status, g.status as to_status,
            jsonb_build_object(
                'uid', g.uid,
                'expires_at', to_char(to_timestamp(g.expire_ts) at time zone 'UTC',
@@ -56,7 +56,7 @@ with c as (
 select s.ok as session_ok, g.status, g.uid, g.issue_ts, g.expire_ts,
        orchestrator.token_refusal(g.status, g.uid = 1, $8::boolean, g.issue_ts, g.expire_ts)
            as refusal,
-       (select id from audit) as audit_id
+       (select a.id from audit as a) as audit_id
 from s left join g on true
 """
 

@@ -33,7 +33,7 @@ SLOT_COUNT = 64
 _OWNERS = (
     "select classid::int as kind, objid::int as key, pid from pg_locks"
     " where locktype = 'advisory' and classid in ($1, $2) and objsubid = 2 and granted"
-    " and database = (select oid from pg_database where datname = current_database())"
+    " and database = (select d.oid from pg_database as d where d.datname = current_database())"
 )
 _JOIN = "select pg_advisory_lock($1, pg_backend_pid())"
 # One candidate per wanted slot: a WHERE over more would lock every one it evaluates.
