@@ -5,6 +5,8 @@ Device tokens never leave the database: deliveries carry a short SHA-256 fingerp
 
 from __future__ import annotations
 
+from orchestrator.adapters.postgres import operator_sql
+
 # auth.users.raw_app_meta_data exists on Supabase, not on every emulation: read it through
 # to_jsonb so a revoked role ends console sessions at once where the column exists.
 OPERATOR_STILL = """
@@ -127,18 +129,8 @@ select (select count(*) from public.push_deliveries where status = 'pending') as
           from orchestrator.jobs where run_at <= now()) as jobs_oldest
 """
 
-# The same rule as `orchestrator call redrive` (orchestrator.operator_tools.redrive).
-REDRIVE = """
-update public.push_deliveries d
-set status = 'pending', last_error = null, next_attempt_at = now(), attempts = 0,
-    locked_until = null, locked_by = null
-from public.calls c
-where d.call_id = $1 and c.id = d.call_id and d.status = 'failed'
-  and orchestrator.delivery_void_reason(
-        d.kind, d.expires_at, c.status,
-        (select v from public.push_devices v where v.id = d.device_id)) is null
-returning d.id
-"""
+# The same statement as `orchestrator call redrive`: one rule for both.
+REDRIVE = operator_sql.REDRIVE
 
 OPERATOR_AUDIT = """
 insert into public.call_audit (call_id, actor_id, actor, event, detail)
