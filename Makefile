@@ -32,8 +32,13 @@ lint: venv
 services:
 	@bash scripts/services.sh
 
+# The suite mostly waits on real timers and sockets, so it runs in TEST_WORKERS processes
+# (pytest-xdist; tests sharing files are grouped); tests marked `serial` measure time or CPU
+# and run alone afterwards.
+TEST_WORKERS ?= 3
 test: venv lint services
-	$(BIN)/python -m pytest -q -ra tests
+	$(BIN)/python -m pytest -q -ra -n $(TEST_WORKERS) --dist loadgroup -m "not serial" tests
+	$(BIN)/python -m pytest -q -ra -m serial tests
 
 bench: venv
 	$(BIN)/orchestrator bench

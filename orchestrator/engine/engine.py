@@ -61,7 +61,7 @@ class Engine:
         self._slots = asyncio.Semaphore(settings.concurrency)
         self.source_name = "none"
         self.vitals = Vitals(clock, settings.readiness_window, settings.liveness_window)
-        self.supervisor = Supervisor(self._kick.set)  # a death ends the loop at once
+        self.supervisor = Supervisor(self._kick.set, clock)  # a death ends the loop at once
 
     def wake(self, wakeup: Wakeup) -> None:
         """The event source's sink: synchronous, never raises."""

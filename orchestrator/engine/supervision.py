@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
+from orchestrator.engine.timers import wait_all
 from orchestrator.logs import exception_fields, get_logger
 from orchestrator.ports import Clock
 
@@ -50,7 +52,8 @@ class Vitals:
 
 
 class Supervisor:
-    def __init__(self, on_death: Callable[[], None]) -> None:
+    def __init__(self, on_death: Callable[[], None], clock: Clock) -> None:
+        self.clock = clock
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.fatal: BackgroundTaskDied | None = None
         self.stopping = False
@@ -74,8 +77,16 @@ class Supervisor:
         self._on_death()
 
     async def stop(self) -> None:
+        """Cancel every helper until it has ended. A cancel can be lost (a library that
+        swallows it, e.g. Python 3.11's asyncio.wait_for when the awaited work completes at
+        the same moment), so a helper still running a moment later is cancelled again rather
+        than holding the shutdown for ever."""
         self.stopping = True
-        tasks = list(self.tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        pending: set[asyncio.Future[Any]] = set(self.tasks.values())
+        while pending:
+            for task in pending:
+                task.cancel()
+            pending = await wait_all(self.clock, pending, 0.5)
+        for task in self.tasks.values():
+            if not task.cancelled():
+                task.exception()  # retrieved: no "exception was never retrieved" at exit

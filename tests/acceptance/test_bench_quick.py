@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.postgres
+# serial: timing and CPU figures; `make test` runs these alone, after the parallel part.
+pytestmark = [pytest.mark.postgres, pytest.mark.serial]
 
 SCENARIOS = (
     "time_to_ring", "throughput", "timers", "replicas", "soak", "push", "tokens", "presence",

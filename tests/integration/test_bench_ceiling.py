@@ -12,7 +12,8 @@ import pytest
 from bench.ceiling import real_ceiling
 from bench.dbwork import DbMeter
 
-pytestmark = pytest.mark.postgres
+# serial: timing and CPU figures; `make test` runs these alone, after the parallel part.
+pytestmark = [pytest.mark.postgres, pytest.mark.serial]
 
 
 async def test_the_real_ceiling_records_every_transition_with_its_audit_row(

@@ -14,6 +14,9 @@ import pytest
 from tests.support.kit_fixtures import write_fixtures
 from tests.support.node_kit import KIT, ROOT, compile_kit, npm_ci, require_node, run
 
+# One xdist worker runs every test of the kit: they share its node_modules and build/.
+pytestmark = pytest.mark.xdist_group("node_kit")
+
 
 @pytest.fixture(scope="module")
 def kit() -> Path:

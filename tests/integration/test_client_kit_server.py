@@ -25,7 +25,8 @@ from tests.support.node_kit import compile_kit, node_test
 from tests.support.services import free_port
 from tests.support.wait import wait_for
 
-pytestmark = pytest.mark.postgres
+# One xdist worker runs every test of the kit: they share its node_modules and build/.
+pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("node_kit")]
 
 APP_ID = "970CA35de60c44645bbae8a215061b33"
 APP_CERT = "5CFd2fd1755d40ecb72977518be15d3b"

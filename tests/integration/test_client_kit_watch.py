@@ -19,7 +19,8 @@ from tests.fakes.realtime_server import FakeRealtimeServer
 from tests.support.db import create_user
 from tests.support.node_kit import compile_kit, node_test
 
-pytestmark = pytest.mark.postgres
+# One xdist worker runs every test of the kit: they share its node_modules and build/.
+pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("node_kit")]
 
 SECRET = "postgrest-stand-in-secret-with-32-chars-or-more"
 ANON = "anon-key-for-the-kit"

@@ -138,8 +138,10 @@ async def test_a_forged_or_non_operator_token_gets_no_session(env: Env) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["/console", "/console/now/fragment", f"/console/calls/{uuid.uuid4()}",
-             f"/console/users/{uuid.uuid4()}", "/console/find?q=x"],
+    # Fixed ids (no such call or user): parallel workers must collect the same test ids.
+    "path", ["/console", "/console/now/fragment",
+             "/console/calls/5f0c2d2e-7d3a-4b8e-9a51-0c6e2b7f4d10",
+             "/console/users/0b8e4c1a-2f6d-4e3b-8c7a-9d5e1f2a3b4c", "/console/find?q=x"],
 )  # fmt: skip
 async def test_pages_without_a_session_are_401_or_303_and_show_nothing(env: Env, path: str) -> None:
     async with aiohttp.ClientSession() as http:

@@ -14,6 +14,9 @@ import pytest
 
 from tests.support.node_kit import DOCS_CHECK, KIT, ROOT, npm_ci, require_node, run
 
+# One xdist worker runs every test of the kit: they share its node_modules and build/.
+pytestmark = pytest.mark.xdist_group("node_kit")
+
 GUIDE = ROOT / "docs" / "react-native.md"
 FENCE = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```\s*$", re.MULTILINE | re.DOTALL)
 TYPESCRIPT = {"ts", "tsx", "typescript"}

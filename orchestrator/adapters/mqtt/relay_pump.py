@@ -56,8 +56,10 @@ class Backoff:
 
 
 async def pause(stop: asyncio.Event, seconds: float) -> None:
+    # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel that meets `stop`.
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+        async with asyncio.timeout(seconds):
+            await stop.wait()
 
 
 class Pump:
@@ -103,7 +105,8 @@ class Pump:
 
 async def close_quietly(conn: asyncpg.Connection) -> None:
     try:
-        await asyncio.wait_for(conn.close(), 2)
+        async with asyncio.timeout(2):
+            await conn.close()
     except asyncio.CancelledError:
         conn.terminate()
         raise

@@ -79,7 +79,8 @@ class ListenNotifySource:
                     self.slots.reset()
                 if conn is not None:
                     with contextlib.suppress(Exception):
-                        await asyncio.wait_for(conn.close(), 2)
+                        async with asyncio.timeout(2):
+                            await conn.close()
             failures += 1
             if self.metrics is not None:
                 self.metrics.reconnects.labels("listen").inc()
@@ -88,15 +89,23 @@ class ListenNotifySource:
 
     async def _watch(self, conn: asyncpg.Connection, lost: asyncio.Event, wake: WakeSink) -> None:
         """Return when the connection is gone (closed, or a keepalive query fails). Each
-        round also rebalances the wake-up slots (the query doubles as the keepalive)."""
+        round also rebalances the wake-up slots (the query doubles as the keepalive).
+
+        asyncio.timeout, not asyncio.wait_for: on Python 3.11 wait_for swallows a cancel that
+        arrives as the awaited query completes, and this loop then outlives the shutdown."""
         while not lost.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(lost.wait(), self.rebalance_seconds)
+                async with asyncio.timeout(self.rebalance_seconds):
+                    await lost.wait()
             if lost.is_set():
                 return
-            if self.slots is None:
-                await asyncio.wait_for(conn.fetchval("select 1"), self.keepalive)
-            elif await asyncio.wait_for(self.slots.rebalance(conn), self.keepalive):
+            async with asyncio.timeout(self.keepalive):
+                if self.slots is None:
+                    await conn.fetchval("select 1")
+                    changed = False
+                else:
+                    changed = await self.slots.rebalance(conn)
+            if changed:
                 wake(Wakeup(None))  # a slot changed hands: its missed wake-ups are due now
             if not self._counter:  # the counting listener died: take over
                 self._counter = await self._try_count_lock(conn)

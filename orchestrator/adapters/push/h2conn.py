@@ -167,7 +167,8 @@ class H2Conn:
             if task is not None:
                 task.cancel()
         try:  # a TLS close waits for the peer; a hung peer must not hold up shutdown
-            await asyncio.wait_for(self._writer.wait_closed(), 1.0)
+            async with asyncio.timeout(1.0):
+                await self._writer.wait_closed()
         except (TimeoutError, OSError, ssl.SSLError):
             self._writer.transport.abort()
 
@@ -223,7 +224,8 @@ class H2Conn:
         try:
             self._h2.ping(os.urandom(8))
             self._flush()
-            await asyncio.wait_for(self._ping, self._probe_seconds)
+            async with asyncio.timeout(self._probe_seconds):
+                await self._ping
         except (TimeoutError, _H2LibError, OSError):
             self.abort("ping_timeout")
         finally:
