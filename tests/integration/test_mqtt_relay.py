@@ -403,6 +403,8 @@ async def _holder(conn: asyncpg.Connection) -> str | None:
     holder: str | None = await conn.fetchval(
         "select a.application_name from pg_locks l join pg_stat_activity a on a.pid = l.pid"
         " where l.locktype = 'advisory' and l.classid = 7339 and l.objid = 1 and l.granted"
+        # this test's database only: other tests' relays (parallel runs) hold their own
+        " and l.database = (select oid from pg_database where datname = current_database())"
     )
     return holder
 
