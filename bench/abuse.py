@@ -82,6 +82,17 @@ async def _attack(
 
 
 async def abuse(ctx: Context) -> dict[str, Any]:
+    """`repeats` independent runs (a fresh database and worker each); the verdict is the median
+    run's ratio. One run's p99 rests on a dozen samples per side, and on a shared machine a
+    single hiccup on either side moves it by ×2 or more (five quiet runs: 0.74–3.31×)."""
+    runs = [await _abuse_once(ctx) for _ in range(ctx.config.repeats)]
+    ratios = [r["ratio_p99"] for r in runs]
+    known = sorted((r for r in runs if r["ratio_p99"] is not None), key=lambda r: r["ratio_p99"])
+    median = known[len(known) // 2] if known else runs[0]  # of two runs, the worse one
+    return {**median, "ratio_p99_runs": ratios}
+
+
+async def _abuse_once(ctx: Context) -> dict[str, Any]:
     cfg = ctx.config
     rate, seconds, rounds = cfg.abuse_rate, cfg.abuse_seconds, cfg.abuse_rounds
     n, warmup = int(rate * seconds), 3 if cfg.quick else 10  # the quick run has < 60 s in all
