@@ -7,6 +7,7 @@ local runs do not reinstall; a fresh clone (CI) always installs from the committ
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -53,11 +54,16 @@ def npm_ci(package: Path) -> None:
     assert lock.exists(), f"{lock} must be committed"
     digest = hashlib.sha256(lock.read_bytes()).hexdigest()
     stamp = package / "node_modules" / ".ci-stamp"
-    if stamp.exists() and stamp.read_text() == digest:
-        return
-    # --ignore-scripts: nothing here needs an install script, and none should run in tests.
-    run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"], package, timeout=900)
-    stamp.write_text(digest)
+    # One installer at a time (a second test process, or a second run in this checkout):
+    # two `npm ci` in one folder delete each other's files. The kit's tests are also one
+    # xdist_group, so under `make test` this lock is never contended.
+    with (package / ".npm-ci.lock").open("a") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        if stamp.exists() and stamp.read_text() == digest:
+            return
+        # --ignore-scripts: nothing here needs an install script, and none should run in tests.
+        run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"], package, timeout=900)
+        stamp.write_text(digest)
 
 
 async def node_test(path: Path, timeout: float = 180, *extra: str, **env: str) -> str:

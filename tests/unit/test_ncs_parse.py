@@ -13,7 +13,8 @@ import pytest
 from orchestrator.tokenserver.ncs import Notice, parse, signature_ok
 
 SECRET = "unit-ncs-secret"
-CALL = uuid.uuid4()
+# Fixed, not uuid4(): parametrize ids must be the same in every xdist worker.
+CALL = uuid.UUID("a84811df-02fd-4f82-9ee4-dd24adf67e90")
 
 
 def doc(**changes: Any) -> dict[str, Any]:
