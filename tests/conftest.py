@@ -9,11 +9,24 @@ from typing import Any
 
 import asyncpg
 import pytest
+import structlog
 
 from orchestrator.adapters.postgres.migrate import emulate_supabase, migrate
 from tests.support.services import UNAVAILABLE, in_ci, port_open, require
 
 _EMBEDDED: Any = None
+
+# In-process workers log through structlog's defaults (only the CLI runs logs.configure). Those
+# render an exception with rich, frame locals included: ~0.1-0.5 s of CPU each, on the event loop
+# the worker and the fakes share. A database outage logs dozens, so the loop stalled for seconds
+# and pushes timed out (seen: a ring resent after a 7.5 s "uncertain" in the outage test). Plain
+# tracebacks, as production logs them (logs.configure: format_exc_info, no locals).
+structlog.configure(
+    processors=[
+        *structlog.get_config()["processors"][:-1],
+        structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback),
+    ]
+)
 
 
 def _server_dsn() -> str | None:

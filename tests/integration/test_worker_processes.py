@@ -158,14 +158,17 @@ async def test_sigterm_exits_zero_and_the_next_worker_continues(
 ) -> None:
     conn = await asyncpg.connect(fresh_dsn)
     pairs = await _pairs(conn, 80)
-    first = await _spawn_subscribed(fresh_dsn, tmp_path / "a.log", "a", MAX_CALL_SECONDS="2")
+    # The calls inserted while no worker runs must still be ringable when the next one is up:
+    # a ring timeout longer than a restart on a loaded machine (the suite's 3 s is not).
+    env = {"MAX_CALL_SECONDS": "2", "RING_TIMEOUT_SECONDS": "50"}
+    first = await _spawn_subscribed(fresh_dsn, tmp_path / "a.log", "a", **env)
     calls = await _start(conn, pairs[:40])
     await wait_for(lambda: _all_rung(conn, calls[:40]), timeout=30)
     for (_, callee), call_id in zip(pairs[:40], calls, strict=True):
         await client_update(conn, callee, call_id, "accepted")
     assert first.terminate() == 0  # max_duration timers are pending in the database
     calls += await _start(conn, pairs[40:])  # nobody is running: these wait in the database
-    second = await _spawn_subscribed(fresh_dsn, tmp_path / "b.log", "b", MAX_CALL_SECONDS="2")
+    second = await _spawn_subscribed(fresh_dsn, tmp_path / "b.log", "b", **env)
     try:
         await wait_for(lambda: _all_rung(conn, calls), timeout=30)
 
