@@ -16,6 +16,11 @@ from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
+# For tests whose calls must still be ringable after a worker restart, or that answer or
+# cancel every call themselves: a ring timeout no loaded machine outruns (the suite's 3 s can,
+# and a call whose window closed while no worker ran ends missed without ringing).
+SLOW_RING = {"RING_TIMEOUT_SECONDS": "50"}
+
 
 async def _pairs(conn: asyncpg.Connection, n: int) -> list[tuple[uuid.UUID, uuid.UUID]]:
     """n (caller, callee) pairs; every callee has an Android and an iOS device."""
@@ -68,11 +73,8 @@ async def _spawn_subscribed(dsn: str, path: Path, worker_id: str, **env: str) ->
 async def test_two_workers_send_every_delivery_exactly_once(fresh_dsn: str, tmp_path: Path) -> None:
     conn = await asyncpg.connect(fresh_dsn)
     pairs = await _pairs(conn, 150)
-    # Every call is answered or cancelled below: a ring timeout that cannot pass meanwhile,
-    # even on a loaded machine (the suite's 3 s can, over 150 calls).
-    slow_ring = {"RING_TIMEOUT_SECONDS": "50"}
-    one = await _spawn_subscribed(fresh_dsn, tmp_path / "w1.log", "w1", **slow_ring)
-    two = await _spawn_subscribed(fresh_dsn, tmp_path / "w2.log", "w2", **slow_ring)
+    one = await _spawn_subscribed(fresh_dsn, tmp_path / "w1.log", "w1", **SLOW_RING)
+    two = await _spawn_subscribed(fresh_dsn, tmp_path / "w2.log", "w2", **SLOW_RING)
     try:
         calls = await _start(conn, pairs)
         await wait_for(lambda: _all_rung(conn, calls), timeout=60)
@@ -101,10 +103,7 @@ async def test_two_workers_send_every_delivery_exactly_once(fresh_dsn: str, tmp_
 async def test_sigkill_mid_run_loses_nothing_after_restart(fresh_dsn: str, tmp_path: Path) -> None:
     conn = await asyncpg.connect(fresh_dsn)
     pairs = await _pairs(conn, 120)
-    # A ring timeout longer than a restart on a loaded machine: a call whose ring window
-    # closed while no worker ran ends missed without ringing, which is right, but not this test.
-    slow_ring = {"RING_TIMEOUT_SECONDS": "50"}
-    first = await _spawn_subscribed(fresh_dsn, tmp_path / "a.log", "a", **slow_ring)
+    first = await _spawn_subscribed(fresh_dsn, tmp_path / "a.log", "a", **SLOW_RING)
     calls = await _start(conn, pairs[:60])
 
     async def some_rung() -> bool:
@@ -116,7 +115,7 @@ async def test_sigkill_mid_run_loses_nothing_after_restart(fresh_dsn: str, tmp_p
     inserting = asyncio.create_task(_start(conn, pairs[60:]))
     first.kill()  # mid-run: calls are still arriving
     calls += await inserting
-    second = await _spawn_subscribed(fresh_dsn, tmp_path / "b.log", "b", **slow_ring)
+    second = await _spawn_subscribed(fresh_dsn, tmp_path / "b.log", "b", **SLOW_RING)
     try:
         await wait_for(lambda: _all_rung(conn, calls), timeout=60)
         for (caller, _), call_id in zip(pairs, calls, strict=True):
@@ -158,9 +157,7 @@ async def test_sigterm_exits_zero_and_the_next_worker_continues(
 ) -> None:
     conn = await asyncpg.connect(fresh_dsn)
     pairs = await _pairs(conn, 80)
-    # The calls inserted while no worker runs must still be ringable when the next one is up:
-    # a ring timeout longer than a restart on a loaded machine (the suite's 3 s is not).
-    env = {"MAX_CALL_SECONDS": "2", "RING_TIMEOUT_SECONDS": "50"}
+    env = {"MAX_CALL_SECONDS": "2", **SLOW_RING}
     first = await _spawn_subscribed(fresh_dsn, tmp_path / "a.log", "a", **env)
     calls = await _start(conn, pairs[:40])
     await wait_for(lambda: _all_rung(conn, calls[:40]), timeout=30)

@@ -12,9 +12,11 @@ from orchestrator.ports import SystemClock
 
 async def test_a_helper_that_swallows_its_first_cancel_is_cancelled_again() -> None:
     swallowed = 0
+    started = asyncio.Event()
 
     async def stubborn() -> None:
         nonlocal swallowed
+        started.set()
         while True:
             try:
                 await asyncio.sleep(3600)
@@ -27,7 +29,7 @@ async def test_a_helper_that_swallows_its_first_cancel_is_cancelled_again() -> N
     supervisor = Supervisor(lambda: None, SystemClock())
     task = asyncio.create_task(stubborn(), name="stubborn")
     supervisor.watch(task)
-    await asyncio.sleep(0)  # let it start
+    await started.wait()  # inside its loop, so the first cancel is the one it swallows
     async with asyncio.timeout(5):
         await supervisor.stop()
     assert task.cancelled() and swallowed == 2
