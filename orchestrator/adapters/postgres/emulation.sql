@@ -43,11 +43,14 @@ create index if not exists sessions_user_id_idx on auth.sessions (user_id);
 
 -- The `nullif` matters: after a SET LOCAL transaction the setting reads '' rather than NULL.
 -- Created only where missing: on a real Supabase database these belong to the platform.
+-- Shaped as Supabase publishes them (auth schema migrations): `language sql stable` with no
+-- SET clause, so PostgreSQL inlines them into RLS policies and triggers; a SET clause would make
+-- every call parse and plan its body again (issue 14), which Supabase's own do not.
 do $emulation$
 begin
   if to_regprocedure('auth.uid()') is null then
     create function auth.uid() returns uuid
-    language sql stable set search_path = ''
+    language sql stable
     as $$
       select coalesce(
         nullif(current_setting('request.jwt.claim.sub', true), ''),
@@ -57,7 +60,7 @@ begin
   end if;
   if to_regprocedure('auth.role()') is null then
     create function auth.role() returns text
-    language sql stable set search_path = ''
+    language sql stable
     as $$
       select coalesce(
         nullif(current_setting('request.jwt.claim.role', true), ''),
@@ -67,7 +70,7 @@ begin
   end if;
   if to_regprocedure('auth.jwt()') is null then
     create function auth.jwt() returns jsonb
-    language sql stable set search_path = ''
+    language sql stable
     as $$
       select coalesce(
         nullif(current_setting('request.jwt.claim', true), ''),

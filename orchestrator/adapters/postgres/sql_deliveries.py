@@ -57,9 +57,10 @@ with ranked as (
 CLAIM = _claim("")
 CLAIM_FOR_CALL = _claim("call_id = $5 and")
 
-# Ring every ring-capable device of the callee; the rows are born leased to this worker.
+# Ring every ring-capable device of the callee; the rows are born leased to this worker. The
+# pickup job ($5) is deleted in the same statement (one round trip fewer).
 CREATE_RINGS = f"""
-with x as (
+with done as (delete from orchestrator.jobs j where j.id = $5), x as (
   insert into public.push_deliveries as p
     (call_id, device_id, recipient_id, kind, provider, seq, expires_at, attempts,
      locked_until, locked_by)

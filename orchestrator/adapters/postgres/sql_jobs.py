@@ -40,37 +40,9 @@ update orchestrator.jobs set locked_until = now() + make_interval(secs => $2)
 where id = any($1::bigint[]) and locked_by = $3
 """
 
-PARTICIPANTS = "select caller_id, callee_id from public.calls where id = $1"
-
-LOCK_USERS = "select orchestrator.lock_user(u) from unnest($1::uuid[]) as u order by u"
-
-# Read after the user locks are held (a new statement, so a new snapshot), row-locking the
-# call so a concurrent client change waits for the decision.
-PICKUP_FACTS = """
-select c.id, c.status, c.created_at, c.caller_id, c.callee_id,
-       c.ring_deadline <= now() as deadline_passed,
-       o.id as opposite_id, o.created_at as opposite_created_at,
-       exists (select 1 from public.calls a
-               where a.status = 'accepted'
-                 and (a.caller_id = c.callee_id or a.callee_id = c.callee_id)) as callee_busy,
-       exists (select 1 from public.call_blocks b
-               where b.blocker_id = c.callee_id and b.blocked_id = c.caller_id) as blocked,
-       (select count(*) from public.push_devices d
-        where d.user_id = c.callee_id and orchestrator.ring_capable(d)) as devices
-from public.calls c
-left join lateral (
-  select x.id, x.created_at from public.calls x
-  where x.caller_id = c.callee_id and x.callee_id = c.caller_id and x.id <> c.id
-    and x.status = 'ringing' and x.ring_deadline > now()
-    -- A block in either direction never merges a glare (abuse limits).
-    and not exists (select 1 from public.call_blocks b
-                    where (b.blocker_id = c.callee_id and b.blocked_id = c.caller_id)
-                       or (b.blocker_id = c.caller_id and b.blocked_id = c.callee_id))
-  order by x.created_at, x.id limit 1
-) o on true
-where c.id = $1
-for update of c
-"""
+# Both users' locks, then the facts on a fresh snapshot, the call's row locked: one round trip
+# (orchestrator.pickup_facts, migration 20261203000200).
+PICKUP_FACTS = "select * from orchestrator.pickup_facts($1)"
 
 # $3: {"<call id>": detail} read by the audit trigger (orchestrator.audit_detail).
 END_RINGING = """
@@ -127,29 +99,11 @@ where j.id = any($1::bigint[])
                           and j.run_at > now())))
 """
 
-RINGING_TO_USERS = """
-select o.id, exists (select 1 from public.call_blocks b
-                     where b.blocker_id = o.callee_id and b.blocked_id = o.caller_id) as blocked
-from public.calls o
-where o.status = 'ringing' and o.id <> $1 and o.callee_id = any($2::uuid[])
-"""
-
-# A blocked caller's call that is still ringing ends `unreachable`, never `busy`: busy would
-# tell the blocked caller that the blocker is in a call. $2 / $3: details (busy / blocked).
+# Locks, every other call ringing to either participant ended (busy, or unreachable for a
+# blocked caller), the job done: one round trip (migration 20261203000200). $3: the busy detail.
 END_BUSY_AFTER_ACCEPT = """
-with o as (
-  select o.id,
-         exists (select 1 from public.call_blocks b
-                 where b.blocker_id = o.callee_id and b.blocked_id = o.caller_id) as blocked
-  from public.calls a join public.calls o
-    on o.status = 'ringing' and o.id <> a.id and o.callee_id in (a.caller_id, a.callee_id)
-  where a.id = $1 and a.status = 'accepted'
-)
-update public.calls c
-set status = 'ended', end_reason = case when o.blocked then 'unreachable' else 'busy' end
-from o, (select set_config('orchestrator.audit_detail', $2, true)) as cfg
-where c.id = o.id and c.status = 'ringing'
-returning c.id, c.end_reason
+select ended_id as id, ended_reason as end_reason, was_blocked as blocked
+from orchestrator.end_busy_after_accept($1, $2, $3::jsonb)
 """
 
 SECONDS_UNTIL_DUE = """

@@ -64,18 +64,18 @@ class PostgresStore(DeliveryStoreMixin):
             await self._renew_deliveries(delivery_ids)
 
     async def pickup(self, job: Job, decide: Decide) -> PickupResult:
-        participants = await self.pool.fetchrow(q.PARTICIPANTS, job.call_id)
+        # Four round trips for the common ring: begin, facts (locks included), the rings with
+        # the job's deletion, commit.
         async with self.pool.acquire() as conn, conn.transaction():
-            if participants is not None:
-                users = [u for u in participants.values() if u is not None]
-                await conn.execute(q.LOCK_USERS, users)
             row = await conn.fetchrow(q.PICKUP_FACTS, job.call_id)
             if row is None:
                 await conn.execute(q.FINISH_JOBS, [job.id])
                 return PickupResult(Skip(), [], [])
             decision = decide(rows.facts(row))
+            if isinstance(decision, Ring):
+                deliveries = await self._create_rings(conn, job.call_id, job.id)
+                return PickupResult(decision, [], deliveries)
             ended: list[Ended] = []
-            deliveries = []
             if isinstance(decision, End):
                 ended += await self._end_ringing(
                     conn, job.call_id, decision.reason, decision.detail
@@ -89,10 +89,8 @@ class PostgresStore(DeliveryStoreMixin):
                     decision.survivor,
                     rows.detail_json(decision.survivor, {"glare_with": str(decision.loser)}),
                 )
-            elif isinstance(decision, Ring):
-                deliveries = await self._create_rings(conn, job.call_id)
             await conn.execute(q.FINISH_JOBS, [job.id])
-        return PickupResult(decision, ended, deliveries)
+        return PickupResult(decision, ended, [])
 
     async def _end_ringing(
         self, conn: asyncpg.Connection, call_id: UUID, reason: EndReason, detail: dict[str, Any]
@@ -128,28 +126,17 @@ class PostgresStore(DeliveryStoreMixin):
 
     async def end_busy_after_accept(self, job: Job) -> list[Ended]:
         busy = {"reason": "callee_in_call", "call": str(job.call_id)}
-        async with self.pool.acquire() as conn, conn.transaction():
-            participants = await conn.fetchrow(q.PARTICIPANTS, job.call_id)
-            users = [u for u in (participants or {}).values() if u is not None]
-            if users:
-                await conn.execute(q.LOCK_USERS, users)
-            # Per-call audit details: a blocked caller's call ends unreachable, not busy.
-            others = await conn.fetch(q.RINGING_TO_USERS, job.call_id, users)
-            details = {
-                str(r["id"]): {"reason": "blocked"} if r["blocked"] else busy for r in others
-            }
-            # '*': a call that arrived since (it is busy unless blocked; the SQL decides).
-            found = await conn.fetch(
-                q.END_BUSY_AFTER_ACCEPT, job.call_id, json.dumps({"*": busy, **details})
-            )
-            await conn.execute(q.FINISH_JOBS, [job.id])
+        # One round trip: the function locks, ends and finishes the job in one transaction.
+        found = await self.pool.fetch(
+            q.END_BUSY_AFTER_ACCEPT, job.call_id, job.id, json.dumps(busy)
+        )
         return [
             Ended(
                 r["id"],
                 EndReason(r["end_reason"]),
                 Status.RINGING,
                 None,
-                details.get(str(r["id"]), busy),
+                {"reason": "blocked"} if r["blocked"] else busy,
             )
             for r in found
         ]

@@ -9,7 +9,23 @@ import asyncpg
 from orchestrator.adapters.postgres import rows
 from orchestrator.adapters.postgres import sql_deliveries as q
 from orchestrator.domain.model import EndReason, Status
-from orchestrator.domain.work import ClaimedDelivery, DeliveryOutcome, Ended, RecordResult
+from orchestrator.domain.work import (
+    ClaimedDelivery,
+    DeliveryOutcome,
+    Ended,
+    OutcomeStatus,
+    RecordResult,
+)
+
+# Outcomes that can leave a ring failed or pruned (and its call unreachable); sent and retry
+# cannot.
+_FAILURES = frozenset(
+    s for s in OutcomeStatus if s not in (OutcomeStatus.SENT, OutcomeStatus.RETRY)
+)
+
+
+def _latencies(found: list[asyncpg.Record]) -> list[float]:
+    return [r["ring_latency"] for r in found if r["ring_latency"] is not None]
 
 
 class DeliveryStoreMixin:
@@ -29,9 +45,11 @@ class DeliveryStoreMixin:
             )
         return [rows.delivery(r) for r in found]
 
-    async def _create_rings(self, conn: asyncpg.Connection, call_id: UUID) -> list[ClaimedDelivery]:
+    async def _create_rings(
+        self, conn: asyncpg.Connection, call_id: UUID, job_id: int
+    ) -> list[ClaimedDelivery]:
         found = await conn.fetch(
-            q.CREATE_RINGS, self.caller_name_key, self.lease, self.worker_id, call_id
+            q.CREATE_RINGS, self.caller_name_key, self.lease, self.worker_id, call_id, job_id
         )
         return [rows.delivery(r) for r in found]
 
@@ -46,6 +64,11 @@ class DeliveryStoreMixin:
             [o.provider for o in outcomes],
             [o.retry_in for o in outcomes],
         )
+        if not any(o.status in _FAILURES for o in outcomes):
+            # Nothing can fail a ring: one statement, its own transaction (one round trip,
+            # not three).
+            found = await self.pool.fetch(q.RECORD, *args)
+            return RecordResult([], _latencies(found))
         async with self.pool.acquire() as conn, conn.transaction():
             found = await conn.fetch(q.RECORD, *args)
             failed_rings = list(
@@ -67,8 +90,7 @@ class DeliveryStoreMixin:
                             {"reason": "delivery_failed"},
                         )
                     )
-        latencies = [r["ring_latency"] for r in found if r["ring_latency"] is not None]
-        return RecordResult(ended, latencies)
+        return RecordResult(ended, _latencies(found))
 
     async def settle_prunes(self, prune: list[int], braked: list[int]) -> None:
         if prune or braked:
