@@ -3,6 +3,10 @@
 
 # Only the kinds this release knows ($4 or $5): during a rolling deploy an older worker must
 # leave a newer release's jobs alone rather than claim (and drop) them.
+# The lease commits without waiting for its WAL flush (synchronous_commit off for this
+# transaction only; issue 14). Other workers see it at once. Only a database crash can lose
+# it, and that also ends the claiming worker's session, so the job just runs again. Every
+# effect of a job is committed synchronously by the statements that do the work.
 def _claim(scope: str, kinds: str) -> str:
     return f"""
 with due as (
@@ -13,7 +17,8 @@ with due as (
 )
 update orchestrator.jobs j
 set locked_until = now() + make_interval(secs => $2), locked_by = $3, attempts = j.attempts + 1
-from due where j.id = due.id
+from due, (select set_config('synchronous_commit', 'off', true)) as cfg
+where j.id = due.id
 returning j.id, j.call_id, j.kind, j.attempts
 """
 
@@ -42,7 +47,11 @@ where id = any($1::bigint[]) and locked_by = $3
 
 # Both users' locks, then the facts on a fresh snapshot, the call's row locked: one round trip
 # (orchestrator.pickup_facts, migration 20261203000200).
-PICKUP_FACTS = "select * from orchestrator.pickup_facts($1)"
+PICKUP_FACTS = """
+select f.id, f.status, f.created_at, f.caller_id, f.callee_id, f.deadline_passed,
+       f.opposite_id, f.opposite_created_at, f.callee_busy, f.blocked, f.devices
+from orchestrator.pickup_facts($1) as f
+"""
 
 # $3: {"<call id>": detail} read by the audit trigger (orchestrator.audit_detail).
 END_RINGING = """
