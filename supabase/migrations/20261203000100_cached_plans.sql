@@ -136,16 +136,3 @@ begin
 end
 $$;
 
--- The triggers and worker functions every call runs: one generic plan per statement and
--- session. PostgreSQL's default plan cache re-plans a statement on every call while its custom
--- plans look cheaper than the generic one. For these statements that was always the case: each
--- looks up rows by the changed row's ids (NEW.*), so the generic plan is the same index lookup.
--- That re-planning cost about 0.9 ms of database CPU per lifecycle.
-alter function orchestrator.calls_before_insert() set plan_cache_mode = force_generic_plan;
-alter function orchestrator.calls_before_update() set plan_cache_mode = force_generic_plan;
-alter function orchestrator.calls_after_change() set plan_cache_mode = force_generic_plan;
-alter function orchestrator.audit_call_version() set plan_cache_mode = force_generic_plan;
-alter function orchestrator.push_deliveries_skip_blocked()
-  set plan_cache_mode = force_generic_plan;
-alter function orchestrator.presence_reschedule(uuid) set plan_cache_mode = force_generic_plan;
-alter function orchestrator.presence_due(uuid) set plan_cache_mode = force_generic_plan;

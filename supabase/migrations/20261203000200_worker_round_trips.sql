@@ -2,13 +2,12 @@
 -- a receive and a send; that was about half of its CPU per lifecycle. Before this migration,
 -- a pickup took 7 round trips and the `accepted` job took 7 too. These functions put steps that
 -- must run one after another (user locks first, then a fresh snapshot) into one call.
--- They are new functions; nothing existing is replaced. Generic plans, as for the triggers
--- (20261203000100): every statement looks rows up by the call's id.
+-- They are new functions; nothing existing is replaced.
 
 -- Locks a call's participants, in uuid order as orchestrator.lock_user callers must (no
 -- deadlock between two pickups), and returns them. An erased participant (null) is skipped.
 create function orchestrator.lock_participants(p_call uuid) returns uuid[]
-language plpgsql volatile set search_path = '' set plan_cache_mode = force_generic_plan
+language plpgsql volatile set search_path = ''
 as $$
 declare
   v_users uuid[];
@@ -30,7 +29,7 @@ create function orchestrator.pickup_facts(p_call uuid)
 returns table (id uuid, status text, created_at timestamptz, caller_id uuid, callee_id uuid,
                deadline_passed boolean, opposite_id uuid, opposite_created_at timestamptz,
                callee_busy boolean, blocked boolean, devices bigint)
-language plpgsql volatile set search_path = '' set plan_cache_mode = force_generic_plan
+language plpgsql volatile set search_path = ''
 as $$
 #variable_conflict use_column
 begin
@@ -68,7 +67,7 @@ $$;
 -- call. The audit details are `p_busy`, or {"reason": "blocked"} for a blocked caller's call.
 create function orchestrator.end_busy_after_accept(p_call uuid, p_job bigint, p_busy jsonb)
 returns table (ended_id uuid, ended_reason text, was_blocked boolean)
-language plpgsql volatile set search_path = '' set plan_cache_mode = force_generic_plan
+language plpgsql volatile set search_path = ''
 as $$
 begin
   perform orchestrator.lock_participants(p_call);
