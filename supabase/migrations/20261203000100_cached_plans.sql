@@ -135,4 +135,3 @@ begin
   return coalesce(v_all -> p_call::text, v_all -> '*', '{}'::jsonb);
 end
 $$;
-
