@@ -35,6 +35,9 @@ class Wakeup:
     call_id: UUID | None = None
     # Set when the hint says a client ended the call (the worker counts it in its metrics).
     client_end_reason: str | None = None
+    # The end reason the hint carries, whoever counts it: an end that leaves no work
+    # (domain.model.ENDS_WITHOUT_WORK) is not swept.
+    end_reason: str | None = None
 
 
 WakeSink = Callable[[Wakeup], None]

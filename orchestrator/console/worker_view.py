@@ -2,7 +2,7 @@
 
 There the token server shares the worker's Metrics, so the brake's own gauge (the worker's
 in-memory decision, not the database's estimate) and its queue gauges can be shown. Under
-`orchestrator serve` alone no worker has processed anything and this returns None.
+`orchestrator serve` alone no worker has scanned or run anything and this returns None.
 """
 
 from __future__ import annotations
@@ -26,7 +26,10 @@ def worker_view(metrics: Metrics) -> WorkerView | None:
         for sample in family.samples:
             values.setdefault(sample.name, []).append((sample.labels, sample.value))
     jobs = sum(v for _, v in values.get("orchestrator_jobs_total", []))
-    if not jobs:
+    # A worker's first round scans everything, so a worker in this process has counted a scan
+    # even before any job came its way (an accept leaves it none: issue 14).
+    scans = sum(v for _, v in values.get("orchestrator_reconciles_total", []))
+    if not jobs and not scans:
         return None
     brake = {
         labels["provider"]: value > 0

@@ -24,6 +24,14 @@ class EndReason(StrEnum):
     CONNECTION_LOST = "connection_lost"  # presence: the participants are no longer in it
 
 
+# Ends that leave the worker nothing to do, so their wake-up is not swept (issue 14: two claims
+# per lifecycle saved). Only an accepted call ends `completed`; its end deletes every job of
+# the call and creates no push (migration 20261201000300, calls_after_change). Anything left
+# from before (a retrying `stop`) is due on its own timer. Parity: tests/integration/
+# test_accept_job.py checks the SQL side.
+ENDS_WITHOUT_WORK = frozenset({EndReason.COMPLETED})
+
+
 class Actor(StrEnum):
     CALLER = "caller"
     CALLEE = "callee"

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from uuid import UUID
 
 from orchestrator.domain.brake import Brake, NoBrake
-from orchestrator.domain.model import Platform
+from orchestrator.domain.model import ENDS_WITHOUT_WORK, Platform
 from orchestrator.domain.work import Ended
 from orchestrator.engine import timers
 from orchestrator.engine.deliveries import Sender
@@ -67,7 +67,7 @@ class Engine:
         """The event source's sink: synchronous, never raises."""
         if wakeup.call_id is None:
             self._rescan = True
-        else:
+        elif wakeup.end_reason not in ENDS_WITHOUT_WORK:
             self._targets.add(wakeup.call_id)
         if wakeup.client_end_reason is not None:
             self.metrics.calls_ended.labels(wakeup.client_end_reason).inc()

@@ -198,6 +198,8 @@ def test_explanations_use_the_details(facts: EndFacts, words: str) -> None:
 def test_the_worker_view_shows_only_where_a_worker_runs() -> None:
     metrics = Metrics()
     assert worker_view(metrics) is None  # `orchestrator serve`: no worker in the process
+    metrics.reconciles.labels("scan").inc()  # the worker's first round, before any job
+    assert worker_view(metrics) is not None
     metrics.jobs.labels("pickup", "done").inc()
     metrics.prune_brake.labels("fcm").set(1)
     metrics.prune_brake.labels("apns").set(0)

@@ -142,3 +142,15 @@ async def test_shutdown_hands_back_what_is_still_in_flight() -> None:
 
 async def _async(value: bool) -> bool:
     return value
+
+
+async def test_an_end_that_leaves_no_work_is_not_swept() -> None:
+    # ENDS_WITHOUT_WORK (the SQL side: tests/integration/test_accept_job.py); the wake-up is
+    # still counted.
+    metrics = Metrics()
+    core = Engine(MemoryStore(), {}, FAST, metrics, SystemClock())
+    done, cancelled = uuid.uuid4(), uuid.uuid4()
+    core.wake(Wakeup(done, "completed", "completed"))
+    core.wake(Wakeup(cancelled, "cancelled", "cancelled"))
+    assert core._targets == {cancelled}
+    assert metrics.calls_ended.labels("completed")._value.get() == 1

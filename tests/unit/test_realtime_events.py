@@ -101,3 +101,14 @@ def test_backoff_is_bounded_with_jitter(attempt: int, rand: float) -> None:
     delay = backoff_delay(attempt, 0.5, 30.0, lambda: rand)
     ceiling = min(30.0, 0.5 * 2**attempt)
     assert ceiling / 2 <= delay <= ceiling
+
+
+def test_an_end_carries_its_reason_for_the_engine() -> None:
+    call_id = uuid.uuid4()
+    ended = {"id": str(call_id), "status": "ended", "end_reason": "completed"}
+    change = parse_change(payload(type="UPDATE", record=ended), NOW)
+    assert change.wakeup == Wakeup(call_id, end_reason="completed")
+    ringing = {"id": str(call_id), "status": "ringing", "end_reason": "completed"}
+    assert parse_change(payload(type="UPDATE", record=ringing), NOW).wakeup == Wakeup(call_id)
+    odd = {"id": str(call_id), "status": "ended", "end_reason": 7}
+    assert parse_change(payload(type="UPDATE", record=odd), NOW).wakeup == Wakeup(call_id)

@@ -124,7 +124,7 @@ class ListenNotifySource:
                 return
             reason = (end_reason or None) if self._counter else None
             if self.slots is None or self.slots.wants(call_id):
-                wake(Wakeup(call_id, reason))
+                wake(Wakeup(call_id, reason, end_reason or None))
             elif reason is not None and self.metrics is not None:
                 # Another worker sweeps it; the counting listener still counts the client end.
                 self.metrics.calls_ended.labels(reason).inc()

@@ -60,7 +60,9 @@ def _parse(payload: object, now: datetime) -> Change:
         call_id = UUID(raw_id)
     except ValueError:
         return bad("record id is not a uuid")
-    return Change(Wakeup(call_id), event_type, lag)
+    # An end the worker has nothing to do for is not swept (domain.model.ENDS_WITHOUT_WORK).
+    ended = record.get("end_reason") if record.get("status") == "ended" else None
+    return Change(Wakeup(call_id, end_reason=_text(ended)), event_type, lag)
 
 
 def _text(value: object) -> str | None:
