@@ -9,6 +9,8 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from h2.config import H2Configuration
+from h2.connection import H2Connection
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -20,6 +22,7 @@ from orchestrator.adapters.push.apns_payload import (
     parse_reason,
 )
 from orchestrator.adapters.push.fcm_payload import build_fcm_message, fcm_result, parse_retry_after
+from orchestrator.adapters.push.hpack_memo import memoize_huffman
 from orchestrator.config import ConfigError
 from orchestrator.domain.model import EndReason, PushKind
 from orchestrator.domain.push import Accepted, Permanent, Retry
@@ -201,3 +204,28 @@ def test_fcm_retry_after_seconds_or_http_date() -> None:
     assert parse_retry_after("Thu, 01 Jan 2026 12:00:30 GMT", NOW) == 30
     assert parse_retry_after("soon", NOW) is None
     assert parse_retry_after(None, NOW) is None
+
+
+def test_the_apns_connection_codes_the_jwt_once_and_sends_the_same_bytes() -> None:
+    """h2 sends `authorization` never-indexed, so its value is Huffman-coded for every push;
+    the memo skips the coding of a value seen before, and the header blocks are unchanged."""
+    plain = H2Connection(H2Configuration(client_side=True, header_encoding="utf-8"))
+    memo = H2Connection(H2Configuration(client_side=True, header_encoding="utf-8"))
+    memoize_huffman(memo.encoder)
+    memoize_huffman(memo.encoder)  # idempotent
+    calls: list[bytes] = []
+    inner = memo.encoder.huffman_coder._coder
+    real = inner.encode
+    inner.encode = lambda data: calls.append(data) or real(data)
+    jwt_value = "eyJ" + "x" * 300
+    for conn in (plain, memo):
+        conn.initiate_connection()
+        conn.data_to_send()
+    for i in range(20):
+        message = ring_ios(f"{i:064x}")
+        request = build_apns_request(message, "com.example")
+        headers = request.headers("api.push.apple.com", f"{i:064x}", f"id-{i}", jwt_value)
+        for conn in (plain, memo):
+            conn.send_headers(conn.get_next_available_stream_id(), headers)
+        assert plain.data_to_send() == memo.data_to_send()
+    assert sum(1 for data in calls if data == f"bearer {jwt_value}".encode()) == 1

@@ -19,6 +19,7 @@ from h2.errors import ErrorCodes
 from h2.exceptions import H2Error as _H2LibError
 from hyperframe.frame import Frame, GoAwayFrame
 
+from orchestrator.adapters.push.hpack_memo import memoize_huffman
 from orchestrator.logs import get_logger
 
 log = get_logger(__name__)
@@ -74,6 +75,7 @@ class H2Conn:
         self._reader, self._writer = reader, writer
         self._probe_seconds = probe_seconds  # a live peer answers a PING within one round trip
         self._h2 = _DrainingH2(H2Configuration(client_side=True, header_encoding="utf-8"))
+        memoize_huffman(self._h2.encoder)  # the JWT is not Huffman-coded again per push
         self._streams: dict[int, _Pending] = {}
         self._changed = asyncio.Event()
         self._ping: asyncio.Future[None] | None = None
