@@ -49,6 +49,13 @@ def _spread(summary: Any) -> list[Any] | None:
     return [summary["min"], summary["max"]]
 
 
+def _push_cpu(results: dict[str, Any], provider: str) -> float | None:
+    """Worker + PostgreSQL CPU seconds per 1,000 deliveries (medians of the runs)."""
+    worker = _get(results, "push", provider, "worker_cpu_s_per_1000", "median")
+    postgres = _get(results, "push", provider, "postgres_cpu_s_per_1000", "median")
+    return None if worker is None or postgres is None else round(worker + postgres, 3)
+
+
 def targets(results: dict[str, Any], *, quick: bool) -> list[dict[str, Any]]:
     ring = _get(results, "time_to_ring", "summary") or {}
     ratio = _get(results, "throughput", "ratio") or {}
@@ -112,6 +119,23 @@ def targets(results: dict[str, Any], *, quick: bool) -> list[dict[str, Any]]:
         _target("replicas: no collapse (worst vs 1 worker)", worst, ">=", 50, "%"),
         _target("replicas: 2 workers vs 1", pct(scale(2)), ">=", 100, "%"),
         _target("replicas: 4 workers vs 1", pct(scale(4)), ">=", 95, "%"),
+        _target(
+            "soak: time-to-ring p99 at 100 lifecycles/s",
+            _get(results, "soak", "ring_latency", "p99_ms"),
+            "<=",
+            50,
+            "ms",
+        ),
+        *(
+            _target(
+                f"push CPU per 1,000 deliveries, {provider} (worker + PostgreSQL)",
+                _push_cpu(results, provider),
+                "<=",
+                0.25,
+                "s",
+            )
+            for provider in ("fcm", "apns")
+        ),
         _target(
             "presence timer lateness p99",
             _get(results, "presence", "timers", "lateness", "p99_ms"),
