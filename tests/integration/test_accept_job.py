@@ -6,15 +6,18 @@ that runs while the accept is uncommitted waits for it and ends its call busy. A
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 
 import asyncpg
 import pytest
 
+from orchestrator.adapters.postgres.listen_source import ListenNotifySource
 from orchestrator.adapters.postgres.store import PostgresStore
 from orchestrator.domain.model import ENDS_WITHOUT_WORK, EndReason
 from orchestrator.domain.pickup import End, decide_pickup
 from orchestrator.domain.work import Job
+from orchestrator.ports import Wakeup
 from tests.support.db import add_device, as_user, client_update, create_user, insert_call
 from tests.support.wait import wait_for
 
@@ -156,3 +159,31 @@ async def test_an_accept_never_waits_for_a_pickup_holding_the_user_locks(
     finally:
         await picking.close()
     assert "accepted" in await _kinds(db, call_id)
+
+
+async def test_the_listen_source_tells_the_engine_how_a_call_ended(
+    db: asyncpg.Connection, migrated_dsn: str
+) -> None:
+    """The hint the engine skips on (ENDS_WITHOUT_WORK) comes from the real NOTIFY payload."""
+    got: list[Wakeup] = []
+
+    async def seen(call_id: uuid.UUID, n: int) -> bool:
+        return sum(1 for w in got if w.call_id == call_id) >= n
+
+    async def subscribed() -> bool:
+        return Wakeup(None) in got  # LISTEN first, then this re-scan hint
+
+    source = ListenNotifySource(migrated_dsn, wake_slots=0)
+    task = asyncio.create_task(source.run(got.append))
+    try:
+        await wait_for(subscribed, 10)
+        caller, callee, call_id = await _pair(db)
+        await client_update(db, callee, call_id, "accepted")
+        await client_update(db, caller, call_id, "ended", "completed")
+        await wait_for(lambda: seen(call_id, 3), 10)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    ours = [w.end_reason for w in got if w.call_id == call_id]
+    assert ours == [None, None, "completed"]  # insert, accept, hang-up
