@@ -27,8 +27,8 @@ class EndReason(StrEnum):
 # Ends that leave the worker nothing to do, so their wake-up is not swept (issue 14: two claims
 # per lifecycle saved). Only an accepted call ends `completed`; its end deletes every job of
 # the call and creates no push (migration 20261201000300, calls_after_change). Anything left
-# from before (a retrying `stop`) is due on its own timer. Parity: tests/integration/
-# test_accept_job.py checks the SQL side.
+# from before (a retrying `stop`) is due on its own timer. The SQL side is parity-tested in
+# tests/integration/test_accept_job.py.
 ENDS_WITHOUT_WORK = frozenset({EndReason.COMPLETED})
 
 

@@ -2,8 +2,9 @@
 
 h2 always sends `authorization` never-indexed (its defence against compression attacks), so
 the APNs provider JWT, the same ~300 bytes for up to an hour, went through hpack's pure-Python
-Huffman coder on every push: a fifth of the worker's CPU per APNs push. The bytes on the wire
-are unchanged; only the coding of a value seen before is skipped.
+Huffman coder on every push (send_headers 148 → 90 µs; about 9 % of the worker's CPU per
+APNs push in the bench). The bytes on the wire are unchanged; only the coding of a value seen
+before is skipped.
 """
 
 from __future__ import annotations
